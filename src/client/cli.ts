@@ -1,0 +1,100 @@
+import { parseArgs } from "node:util";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { StreamService } from "../../gen/stream/v1/stream_pb.js";
+import { durationFromMs, parseDuration } from "../duration.js";
+import { streamWithResume } from "./resume.js";
+
+// npm run client -- --name Alice [--url URL] [--protocol connect|grpc|grpcweb]
+//                   [--interval 2s] [--limit N] [--start-at N] [--http-version 1.1|2]
+
+const usage =
+  "usage: npm run client -- --name NAME [--url http://localhost:8080] [--protocol connect|grpc|grpcweb] [--interval 2s] [--limit N] [--start-at N] [--http-version 1.1|2]";
+
+function fail(message: string, exitCode: number): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(exitCode);
+}
+
+let args: ReturnType<typeof parse>;
+function parse() {
+  return parseArgs({
+    options: {
+      name: { type: "string", default: "" },
+      url: { type: "string", default: "http://localhost:8080" },
+      protocol: { type: "string", default: "connect" },
+      interval: { type: "string" },
+      limit: { type: "string", default: "0" },
+      "start-at": { type: "string", default: "0" },
+      "http-version": { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  }).values;
+}
+try {
+  args = parse();
+} catch (e) {
+  fail(`${e instanceof Error ? e.message : String(e)}\n${usage}`, 2);
+}
+if (args.help) fail(usage, 0);
+
+const protocol = args.protocol;
+if (protocol !== "connect" && protocol !== "grpc" && protocol !== "grpcweb") {
+  fail(`--protocol: expected connect, grpc or grpcweb, got ${JSON.stringify(protocol)}\n${usage}`, 2);
+}
+const httpVersion = args["http-version"] ?? (protocol === "grpc" ? "2" : "1.1");
+if (httpVersion !== "1.1" && httpVersion !== "2") fail(`--http-version: expected 1.1 or 2\n${usage}`, 2);
+if (protocol === "grpc" && httpVersion !== "2") fail("--protocol grpc needs --http-version 2", 2);
+const whole = (flag: string, raw: string) => {
+  if (!/^\d+$/.test(raw)) fail(`--${flag}: expected a whole number, got ${JSON.stringify(raw)}\n${usage}`, 2);
+  return BigInt(raw);
+};
+const limit = whole("limit", args.limit);
+const startAt = whole("start-at", args["start-at"]);
+let intervalMs: number | undefined;
+if (args.interval !== undefined) {
+  intervalMs = parseDuration(args.interval);
+  if (intervalMs === undefined) fail(`--interval: expected a duration such as 500ms or 2s\n${usage}`, 2);
+}
+
+const transportOptions = { baseUrl: args.url, httpVersion } as const;
+const transport: Transport =
+  protocol === "grpc"
+    ? createGrpcTransport({ baseUrl: args.url })
+    : protocol === "grpcweb"
+      ? createGrpcWebTransport(transportOptions)
+      : createConnectTransport(transportOptions);
+const client = createClient(StreamService, transport);
+
+const stop = new AbortController();
+process.once("SIGINT", () => stop.abort());
+process.once("SIGTERM", () => stop.abort());
+
+try {
+  const outcome = await streamWithResume({
+    name: args.name,
+    ...(intervalMs !== undefined ? { interval: durationFromMs(intervalMs) } : {}),
+    limit,
+    startAt,
+    open: (request, options) => client.stream(request, options),
+    signal: stop.signal,
+    onMessage(message) {
+      const at = message.timestamp ? timestampDate(message.timestamp).toISOString() : "-";
+      process.stdout.write(`[${at}] ${message.message}\n`);
+    },
+    onStatus(status) {
+      if (status.state === "reconnecting") {
+        process.stderr.write(
+          `connection lost (${status.error?.message}); reconnecting in ${status.delayMs} ms (attempt ${status.attempt})\n`,
+        );
+      }
+    },
+  });
+  process.stderr.write(outcome === "done" ? "stream complete\n" : "stopped\n");
+} catch (e) {
+  const error = ConnectError.from(e);
+  fail(`error: ${Code[error.code] ?? error.code}: ${error.rawMessage}`, 1);
+}

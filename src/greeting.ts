@@ -1,0 +1,92 @@
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+// Pure rules of the greeting stream: defaults, validation and the counter
+// arithmetic that lets a client resume. No transport, no clock.
+
+export const ANONYMOUS = "Anonymous";
+export const MAX_NAME_LENGTH = 100;
+export const MAX_INTERVAL_MS = 3_600_000;
+export const MAX_COUNTER = 2n ** 64n - 1n;
+
+/** A validated request: what one stream will send, and how fast. */
+export interface StreamPlan {
+  readonly name: string;
+  /** Pause between two messages in milliseconds; 0 sends as fast as the client reads. */
+  readonly intervalMs: number;
+  /** Counter of the first message. */
+  readonly first: bigint;
+  /** Counter of the last message, inclusive: the stream ends OK after it. */
+  readonly last: bigint;
+}
+
+/** The fields of a StreamRequest, as the RPC and the plain HTTP route both carry them. */
+export interface StreamParams {
+  name: string;
+  interval?: Duration | undefined;
+  limit: bigint;
+  startAt: bigint;
+}
+
+// C0, DEL and C1 controls, plus the Unicode line and paragraph separators that
+// split log lines just as well as "\n" does.
+const forbiddenInName = /[\p{Cc}\u2028\u2029]/u;
+
+export function greetingText(name: string, counter: bigint): string {
+  return `Hello ${name}, this is ${counter} time stream message.`;
+}
+
+export function planStream(params: StreamParams, defaultIntervalMs: number): StreamPlan {
+  return {
+    name: checkName(params.name),
+    intervalMs: params.interval === undefined ? defaultIntervalMs : checkInterval(params.interval),
+    first: params.startAt,
+    last: lastCounter(params.startAt, params.limit),
+  };
+}
+
+function checkName(name: string): string {
+  if (name === "") {
+    return ANONYMOUS;
+  }
+  // Length in code points, so that an emoji counts as one character, as a user expects.
+  let length = 0;
+  for (const _ of name) {
+    length++;
+  }
+  if (length > MAX_NAME_LENGTH) {
+    throw invalid(`name: must be at most ${MAX_NAME_LENGTH} characters, got ${length}`);
+  }
+  if (forbiddenInName.test(name)) {
+    throw invalid("name: must not contain control characters");
+  }
+  return name;
+}
+
+function checkInterval(interval: Duration): number {
+  const { seconds, nanos } = interval;
+  const mixedSigns = (seconds > 0n && nanos < 0) || (seconds < 0n && nanos > 0);
+  if (nanos <= -1e9 || nanos >= 1e9 || mixedSigns) {
+    throw invalid("interval: not a valid duration");
+  }
+  const ms = Number(seconds) * 1000 + nanos / 1e6;
+  if (ms < 0 || ms > MAX_INTERVAL_MS) {
+    throw invalid("interval: must be between 0s and 3600s");
+  }
+  return ms;
+}
+
+function lastCounter(startAt: bigint, limit: bigint): bigint {
+  if (limit === 0n) {
+    return MAX_COUNTER;
+  }
+  const last = startAt + limit - 1n;
+  if (last > MAX_COUNTER) {
+    throw invalid(`start_at + limit: the last counter would pass ${MAX_COUNTER}`);
+  }
+  return last;
+}
+
+function invalid(message: string): ConnectError {
+  return new ConnectError(message, Code.InvalidArgument);
+}

@@ -1,0 +1,58 @@
+// Structured logs: one JSON object a line for machines, a short line for a
+// person at a terminal. Client text (names, addresses) only ever goes through
+// JSON.stringify, so a name can neither forge a log line nor a field.
+
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+export type LogFormat = "json" | "pretty";
+export type LogFields = Record<string, string | number | bigint | boolean | undefined>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+}
+
+export interface LoggerOptions {
+  /** Lowest level written. Default "info". */
+  level?: LogLevel;
+  /** "json", or "pretty" for a terminal. Default "json". */
+  format?: LogFormat;
+  /** Where lines go. Default process.stdout. */
+  write?: (line: string) => void;
+}
+
+const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = rank[options.level ?? "info"];
+  const format = options.format ?? "json";
+  const write = options.write ?? ((line: string) => process.stdout.write(line));
+  const emit = (level: Exclude<LogLevel, "silent">, msg: string, fields?: LogFields) => {
+    if (rank[level] < min) return;
+    write(format === "json" ? jsonLine(level, msg, fields) : prettyLine(level, msg, fields));
+  };
+  return {
+    debug: (msg, fields) => emit("debug", msg, fields),
+    info: (msg, fields) => emit("info", msg, fields),
+    warn: (msg, fields) => emit("warn", msg, fields),
+    error: (msg, fields) => emit("error", msg, fields),
+  };
+}
+
+function jsonLine(level: string, msg: string, fields: LogFields | undefined): string {
+  return `${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }, bigintAsString)}\n`;
+}
+
+function prettyLine(level: string, msg: string, fields: LogFields | undefined): string {
+  let line = `${new Date().toISOString().slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}`;
+  for (const [key, value] of Object.entries(fields ?? {})) {
+    if (value === undefined) continue;
+    line += ` ${key}=${typeof value === "string" ? JSON.stringify(value) : String(value)}`;
+  }
+  return `${line}\n`;
+}
+
+function bigintAsString(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? value.toString() : value;
+}

@@ -1,0 +1,38 @@
+import { ConfigError, parseConfig } from "./config.js";
+import { createLogger } from "./log.js";
+import { createServer } from "./server.js";
+
+// The entry point: configuration, build, listen, signals. Nothing imports it.
+
+let config: ReturnType<typeof parseConfig>;
+try {
+  config = parseConfig(process.argv.slice(2));
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e;
+  process.stderr.write(`configuration error: ${e.message}\n`);
+  process.exit(2);
+}
+
+const logger = createLogger({
+  level: config.logLevel,
+  format: config.logFormat === "auto" ? (process.stdout.isTTY ? "pretty" : "json") : config.logFormat,
+});
+const server = createServer(config, logger);
+const listener = await server.listen();
+const { address, port } = listener.address();
+const scheme = config.tlsCert ? "https" : "http";
+const shown = address.includes(":") ? `[${address}]` : address;
+logger.info(`listening on ${scheme}://${shown}:${port}`, { address, port, tls: Boolean(config.tlsCert) });
+
+let signals = 0;
+const onSignal = (signal: NodeJS.Signals) => {
+  signals++;
+  if (signals > 1) {
+    logger.warn("second signal, exiting now", { signal });
+    process.exit(1);
+  }
+  logger.info("signal received", { signal });
+  void server.shutdown().then(() => process.exit(0));
+};
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);

@@ -1,0 +1,43 @@
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
+
+// Routes that are plain HTTP rather than RPC (GET /stream, the page, health
+// and metrics). connect-node calls this for every path it does not serve.
+
+export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+export type PlainHandler = (req: NodeRequest, res: NodeResponse) => void;
+
+export class PlainRoutes {
+  private readonly routes = new Map<string, PlainHandler>();
+
+  /** Serves `path` (exact match, query string ignored) with `handler`. */
+  add(path: string, handler: PlainHandler): this {
+    this.routes.set(path, handler);
+    return this;
+  }
+
+  /** connect-node's fallback: the route for the path, or 404 with a Connect-style JSON error. */
+  readonly handle = (req: NodeRequest, res: NodeResponse): void => {
+    const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
+    const route = this.routes.get(path);
+    if (route !== undefined) {
+      route(req, res);
+      return;
+    }
+    sendJsonError(res, 404, "unimplemented", `no route for ${req.method} ${path}`);
+  };
+}
+
+/** An error body in the Connect protocol's shape: {"code": "...", "message": "..."}. */
+export function sendJsonError(
+  res: NodeResponse,
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  const body = JSON.stringify({ code, message });
+  res.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}

@@ -1,0 +1,55 @@
+import type { Listener } from "./listen.js";
+import type { Logger } from "./log.js";
+import type { StreamService } from "./stream-service.js";
+
+// Graceful shutdown. http2Server.close() leaves open sessions alone, and an
+// HTTP/1.1 keep-alive socket outlives its last response, so we do it by hand:
+// stop accepting, end every stream with UNAVAILABLE, GOAWAY every HTTP/2
+// session, close idle HTTP/1.1 sockets, and destroy whatever is left when the
+// grace period is over.
+
+export interface ShutdownOptions {
+  listener: Listener;
+  streams: StreamService;
+  logger: Logger;
+  /** How long connections get to finish before they are destroyed. */
+  graceMs: number;
+  /** Called first, before anything closes (health turns NOT_SERVING). */
+  onDraining?: () => void;
+}
+
+/** Resolves true when everything closed within the grace period, false when it had to destroy sockets. */
+export async function shutdown(options: ShutdownOptions): Promise<boolean> {
+  const { listener, streams, logger, graceMs } = options;
+  const started = performance.now();
+  logger.info("shutting down", { live_streams: streams.liveCount, grace_ms: graceMs });
+  options.onDraining?.();
+  const stopped = listener.stopAccepting();
+  streams.stopAll();
+  for (const session of listener.sessions) {
+    // close() sends GOAWAY and lets the open streams finish: they are ending now.
+    session.close();
+  }
+  const clean = await new Promise<boolean>((resolve) => {
+    const check = () => {
+      listener.http1?.closeIdleConnections();
+      if (listener.sockets.size === 0) finish(true);
+    };
+    const timer = setTimeout(() => finish(false), graceMs);
+    const poll = setInterval(check, 25);
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      resolve(ok);
+    };
+    check();
+  });
+  if (!clean) {
+    logger.warn("grace period over, closing connections", { sockets: listener.sockets.size });
+    for (const socket of listener.sockets) socket.destroy();
+    for (const session of listener.sessions) session.destroy();
+  }
+  await stopped;
+  logger.info("shut down", { clean, duration_ms: Math.round(performance.now() - started) });
+  return clean;
+}

@@ -1,0 +1,192 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { StreamResponse } from "../gen/stream/v1/stream_pb.js";
+import { greetingText, planStream, type StreamParams } from "./greeting.js";
+import type { Logger } from "./log.js";
+import { Pacer } from "./pacer.js";
+
+// The one stream implementation. Every entry (the RPC on any protocol, the
+// plain HTTP route) calls open(): validation, pacing, limits, logging and the
+// live-stream registry live here, so no entry can skip them.
+
+/** Who is calling, as the entry that accepted the call knows it. */
+export interface CallInfo {
+  /** Remote address and port. */
+  peer: string;
+  /** "grpc", "grpc-web", "connect", "ndjson", ... */
+  protocol: string;
+  /** "1.1" or "2.0". */
+  httpVersion: string;
+  /** Echoed in logs and the x-request-id response header. */
+  requestId: string;
+}
+
+/** Why a stream ended, as logs and metrics report it. */
+export type EndReason = "limit" | "cancelled" | "deadline" | "shutdown" | "error";
+
+export interface StreamEnd {
+  reason: EndReason;
+  sent: number;
+  durationMs: number;
+  error?: ConnectError;
+}
+
+/** Observes stream life cycles (metrics); called once at open and once at end. */
+export interface StreamObserver {
+  opened(call: CallInfo): void;
+  ended(call: CallInfo, end: StreamEnd): void;
+}
+
+export interface StreamServiceOptions {
+  /** Pause between messages for a request that leaves interval unset. Default 2000. */
+  defaultIntervalMs?: number;
+  /** Streams open at once; past it open() fails with RESOURCE_EXHAUSTED. Default 50000. */
+  maxStreams?: number;
+  logger: Logger;
+  observer?: StreamObserver;
+}
+
+interface LiveStream {
+  stopReason: ConnectError | undefined;
+  stop(reason: ConnectError): void;
+}
+
+export const shutdownError = new ConnectError("server is shutting down", Code.Unavailable);
+
+export class StreamService {
+  readonly pacer = new Pacer();
+  private readonly live = new Set<LiveStream>();
+  private readonly defaultIntervalMs: number;
+  private readonly maxStreams: number;
+  private readonly logger: Logger;
+  private readonly observer: StreamObserver | undefined;
+  private stopping: ConnectError | undefined;
+
+  constructor(options: StreamServiceOptions) {
+    this.defaultIntervalMs = options.defaultIntervalMs ?? 2000;
+    this.maxStreams = options.maxStreams ?? 50_000;
+    this.logger = options.logger;
+    this.observer = options.observer;
+  }
+
+  /** Streams open right now, on every entry. */
+  get liveCount(): number {
+    return this.live.size;
+  }
+
+  /** Ends every open stream with `reason` (UNAVAILABLE "server is shutting down"), and refuses new ones. */
+  stopAll(reason: ConnectError = shutdownError): void {
+    this.stopping = reason;
+    for (const s of this.live) s.stop(reason);
+  }
+
+  /**
+   * The greetings for one call. Validates on the first next(), so an entry
+   * learns of a bad request before it commits to a response status; sends the
+   * first message at once, because response headers only leave with it.
+   */
+  async *open(params: StreamParams, call: CallInfo, signal: AbortSignal): AsyncGenerator<StreamResponse, void> {
+    let plan: ReturnType<typeof planStream>;
+    try {
+      if (this.stopping !== undefined) throw this.stopping;
+      if (this.live.size >= this.maxStreams) {
+        throw new ConnectError("too many open streams, try again later", Code.ResourceExhausted);
+      }
+      plan = planStream(params, this.defaultIntervalMs);
+    } catch (e) {
+      const error = ConnectError.from(e);
+      this.logger.info("stream rejected", {
+        ...fields(call),
+        name: params.name,
+        code: Code[error.code],
+        error: error.rawMessage,
+      });
+      this.observer?.ended(call, { reason: "error", sent: 0, durationMs: 0, error });
+      throw error;
+    }
+    const ticket = this.pacer.ticket();
+    const self: LiveStream = {
+      stopReason: undefined,
+      stop(reason) {
+        self.stopReason = reason;
+        ticket.cancel(reason);
+      },
+    };
+    const onAbort = () => ticket.cancel(signal.reason);
+    const started = performance.now();
+    let sent = 0;
+    let reason: EndReason | undefined;
+    let error: ConnectError | undefined;
+    this.live.add(self);
+    signal.addEventListener("abort", onAbort);
+    this.logger.info("stream started", { ...fields(call), name: plan.name });
+    this.observer?.opened(call);
+    try {
+      let due = performance.now();
+      for (let counter = plan.first; ; counter++) {
+        const abortReason = self.stopReason ?? (signal.aborted ? signal.reason : undefined);
+        if (abortReason !== undefined) throw abortReason;
+        yield greeting(plan.name, counter);
+        sent++;
+        if (counter === plan.last) {
+          reason = "limit";
+          return;
+        }
+        if (plan.intervalMs > 0) {
+          // Keep to the schedule (no drift), but do not burst to catch up after a stall.
+          const now = performance.now();
+          due = Math.max(due + plan.intervalMs, now);
+          await ticket.sleepUntil(plan.intervalMs, due);
+        }
+      }
+    } catch (e) {
+      error = ConnectError.from(e);
+      reason = endReason(e, self.stopReason);
+      throw error;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      ticket.cancel(undefined);
+      this.live.delete(self);
+      // A consumer that stops pulling (client gone mid-write) ends us through return().
+      reason ??= signal.aborted ? endReason(signal.reason, self.stopReason) : "cancelled";
+      const durationMs = Math.round(performance.now() - started);
+      this.logger.info("stream ended", {
+        ...fields(call),
+        name: plan.name,
+        reason,
+        code: reason === "error" && error ? Code[error.code] : undefined,
+        error: reason === "error" ? error?.rawMessage : undefined,
+        sent,
+        duration_ms: durationMs,
+      });
+      this.observer?.ended(call, { reason, sent, durationMs, ...(error ? { error } : {}) });
+    }
+  }
+}
+
+function greeting(name: string, counter: bigint): StreamResponse {
+  const ms = Date.now();
+  return {
+    $typeName: "stream.v1.StreamResponse",
+    message: greetingText(name, counter),
+    counter,
+    timestamp: {
+      $typeName: "google.protobuf.Timestamp",
+      seconds: BigInt(Math.floor(ms / 1000)),
+      nanos: (ms % 1000) * 1_000_000,
+    },
+  };
+}
+
+function endReason(e: unknown, stopReason: ConnectError | undefined): EndReason {
+  if (stopReason !== undefined && e === stopReason) return "shutdown";
+  if (e instanceof Error && e.name === "AbortError") return "cancelled";
+  if (e === undefined) return "cancelled";
+  const code = ConnectError.from(e).code;
+  if (code === Code.Canceled) return "cancelled";
+  if (code === Code.DeadlineExceeded) return "deadline";
+  return "error";
+}
+
+function fields(call: CallInfo) {
+  return { id: call.requestId, peer: call.peer, protocol: call.protocol, http: call.httpVersion };
+}

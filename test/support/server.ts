@@ -1,0 +1,54 @@
+import { type Config, defaults } from "../../src/config.js";
+import { createLogger, type LogFields } from "../../src/log.js";
+import { createServer, type Server } from "../../src/server.js";
+
+// A real server on 127.0.0.1 and a free port, in this process, so tests can
+// look inside (live streams, pending waits) while talking to it over sockets.
+
+export interface LogLine extends LogFields {
+  level: string;
+  msg: string;
+}
+
+export interface TestServer {
+  readonly server: Server;
+  readonly port: number;
+  /** http://127.0.0.1:PORT */
+  readonly url: string;
+  /** Every log line written so far, parsed. */
+  readonly logs: LogLine[];
+  close(): Promise<void>;
+}
+
+export async function startServer(overrides: Partial<Config> = {}): Promise<TestServer> {
+  const logs: LogLine[] = [];
+  const config: Config = {
+    ...defaults,
+    host: "127.0.0.1",
+    port: 0,
+    shutdownGraceMs: 2000,
+    ...overrides,
+  };
+  const logger = createLogger({ format: "json", level: "debug", write: (line) => logs.push(JSON.parse(line)) });
+  const server = createServer(config, logger);
+  const listener = await server.listen();
+  const port = listener.address().port;
+  return {
+    server,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    logs,
+    close: async () => {
+      await server.shutdown();
+    },
+  };
+}
+
+/** Resolves once `predicate` holds, checking on every turn of the event loop; rejects after `timeoutMs`. */
+export async function eventually(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!predicate()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
