@@ -1,11 +1,12 @@
-import type * as http from "node:http";
-import type * as http2 from "node:http2";
+import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 
 // Routes that are plain HTTP rather than RPC (GET /stream, the page, health
 // and metrics). connect-node calls this for every path it does not serve.
 
-export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+type Fallback = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
+/** The request and response types connect-node hands over: HTTP/1.1's or HTTP/2's compatibility API. */
+export type NodeRequest = Parameters<Fallback>[0];
+export type NodeResponse = Parameters<Fallback>[1];
 export type PlainHandler = (req: NodeRequest, res: NodeResponse) => void;
 
 export class PlainRoutes {
