@@ -60,6 +60,8 @@ export class StreamService {
   private readonly logger: Logger;
   private readonly observer: StreamObserver | undefined;
   private stopping: ConnectError | undefined;
+  /** Messages yielded by every stream since start: a plain count, cheap enough for the hot loop. */
+  messagesSent = 0;
 
   constructor(options: StreamServiceOptions) {
     this.defaultIntervalMs = options.defaultIntervalMs ?? 2000;
@@ -127,6 +129,7 @@ export class StreamService {
         if (abortReason !== undefined) throw abortReason;
         yield greeting(plan.name, counter);
         sent++;
+        this.messagesSent++;
         if (counter === plan.last) {
           reason = "limit";
           return;
