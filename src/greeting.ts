@@ -28,6 +28,10 @@ export interface StreamParams {
   startAt: bigint;
 }
 
+// Error messages avoid ":", ",", "+" and the like: gRPC percent-encodes them
+// in grpc-message, and @grpc/grpc-js decodes with decodeURI, which leaves
+// them encoded ("name%3A ..."). Plain words read right in every client.
+
 // C0, DEL and C1 controls, plus the Unicode line and paragraph separators that
 // split log lines just as well as "\n" does.
 const forbiddenInName = /[\p{Cc}\u2028\u2029]/u;
@@ -55,10 +59,10 @@ function checkName(name: string): string {
     length++;
   }
   if (length > MAX_NAME_LENGTH) {
-    throw invalid(`name: must be at most ${MAX_NAME_LENGTH} characters, got ${length}`);
+    throw invalid(`name must be at most ${MAX_NAME_LENGTH} characters (got ${length})`);
   }
   if (forbiddenInName.test(name)) {
-    throw invalid("name: must not contain control characters");
+    throw invalid("name must not contain control characters");
   }
   return name;
 }
@@ -67,11 +71,11 @@ function checkInterval(interval: Duration): number {
   const { seconds, nanos } = interval;
   const mixedSigns = (seconds > 0n && nanos < 0) || (seconds < 0n && nanos > 0);
   if (nanos <= -1e9 || nanos >= 1e9 || mixedSigns) {
-    throw invalid("interval: not a valid duration");
+    throw invalid("interval is not a valid duration");
   }
   const ms = Number(seconds) * 1000 + nanos / 1e6;
   if (ms < 0 || ms > MAX_INTERVAL_MS) {
-    throw invalid("interval: must be between 0s and 3600s");
+    throw invalid("interval must be between 0s and 1h (3600s)");
   }
   return ms;
 }
@@ -82,7 +86,7 @@ function lastCounter(startAt: bigint, limit: bigint): bigint {
   }
   const last = startAt + limit - 1n;
   if (last > MAX_COUNTER) {
-    throw invalid(`start_at + limit: the last counter would pass ${MAX_COUNTER}`);
+    throw invalid(`start_at plus limit would pass the largest counter (${MAX_COUNTER})`);
   }
   return last;
 }

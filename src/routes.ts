@@ -47,7 +47,9 @@ export function createRoutes(streams: StreamService) {
 
 function callInfo(ctx: HandlerContext): CallInfo {
   const conn = ctx.values.get(kConnection);
+  const timeoutMs = ctx.timeoutMs();
   return {
+    deadlineAt: timeoutMs === undefined ? undefined : performance.now() + timeoutMs,
     peer: conn.peer,
     protocol: ctx.protocolName,
     httpVersion: conn.httpVersion,

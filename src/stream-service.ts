@@ -18,6 +18,8 @@ export interface CallInfo {
   httpVersion: string;
   /** Echoed in logs and the x-request-id response header. */
   requestId: string;
+  /** When the caller's deadline passes (a performance.now() time), if it set one. */
+  deadlineAt?: number | undefined;
 }
 
 /** Why a stream ended, as logs and metrics report it. */
@@ -91,7 +93,7 @@ export class StreamService {
     try {
       if (this.stopping !== undefined) throw this.stopping;
       if (this.live.size >= this.maxStreams) {
-        throw new ConnectError("too many open streams, try again later", Code.ResourceExhausted);
+        throw new ConnectError("too many open streams (try again later)", Code.ResourceExhausted);
       }
       plan = planStream(params, this.defaultIntervalMs);
     } catch (e) {
@@ -143,14 +145,14 @@ export class StreamService {
       }
     } catch (e) {
       error = ConnectError.from(e);
-      reason = endReason(e, self.stopReason);
+      reason = endReason(e, self.stopReason, signal, call.deadlineAt);
       throw error;
     } finally {
       signal.removeEventListener("abort", onAbort);
       ticket.cancel(undefined);
       this.live.delete(self);
       // A consumer that stops pulling (client gone mid-write) ends us through return().
-      reason ??= signal.aborted ? endReason(signal.reason, self.stopReason) : "cancelled";
+      reason ??= signal.aborted ? endReason(signal.reason, self.stopReason, signal, call.deadlineAt) : "cancelled";
       const durationMs = Math.round(performance.now() - started);
       this.logger.info("stream ended", {
         ...fields(call),
@@ -180,13 +182,24 @@ function greeting(name: string, counter: bigint): StreamResponse {
   };
 }
 
-function endReason(e: unknown, stopReason: ConnectError | undefined): EndReason {
+// A client that gives up at its own deadline often closes the call a moment
+// before the server's deadline timer fires; count that as the deadline.
+const DEADLINE_SLACK_MS = 50;
+
+function endReason(
+  e: unknown,
+  stopReason: ConnectError | undefined,
+  signal: AbortSignal,
+  deadlineAt: number | undefined,
+): EndReason {
   if (stopReason !== undefined && e === stopReason) return "shutdown";
-  if (e instanceof Error && e.name === "AbortError") return "cancelled";
-  if (e === undefined) return "cancelled";
   const code = ConnectError.from(e).code;
-  if (code === Code.Canceled) return "cancelled";
   if (code === Code.DeadlineExceeded) return "deadline";
+  if (signal.aborted && e === signal.reason) {
+    // The call's own signal: the client went away (whatever RST code its library picked).
+    if (deadlineAt !== undefined && performance.now() >= deadlineAt - DEADLINE_SLACK_MS) return "deadline";
+    return "cancelled";
+  }
   return "error";
 }
 

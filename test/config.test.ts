@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { ConfigError, defaults, parseConfig } from "../src/config.js";
+import { createLogger } from "../src/log.js";
+
+describe("parseConfig()", () => {
+  it("should use the defaults when nothing is given", () => {
+    assert.deepEqual(parseConfig([], {}), defaults);
+    assert.equal(defaults.port, 8080);
+    assert.equal(defaults.host, "0.0.0.0");
+    assert.equal(defaults.defaultIntervalMs, 2000);
+    assert.equal(defaults.shutdownGraceMs, 10_000);
+  });
+  it("should read flags and environment, flags first", () => {
+    const c = parseConfig(["--port", "9000", "--default-interval", "500ms"], {
+      PORT: "7000",
+      HOST: "127.0.0.1",
+      SHUTDOWN_GRACE: "1m30s",
+    });
+    assert.equal(c.port, 9000);
+    assert.equal(c.host, "127.0.0.1");
+    assert.equal(c.defaultIntervalMs, 500);
+    assert.equal(c.shutdownGraceMs, 90_000);
+  });
+  it("should refuse bad values with a message naming the flag", () => {
+    for (const [args, flag] of [
+      [["--port", "70000"], "--port"],
+      [["--port", "eighty"], "--port"],
+      [["--default-interval", "2 weeks"], "--default-interval"],
+      [["--log-level", "loud"], "--log-level"],
+      [["--tls-cert", "a.pem"], "--tls-cert"],
+      [["--no-such-flag"], "--no-such-flag"],
+    ] as const) {
+      assert.throws(
+        () => parseConfig([...args], {}),
+        (e) => e instanceof ConfigError && e.message.includes(flag),
+      );
+    }
+  });
+  it("should list every flag in the README's configuration table", () => {
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    const source = readFileSync(new URL("../src/config.ts", import.meta.url), "utf8");
+    const flags = [...source.matchAll(/^ {2}"?([a-z][a-z0-9-]*)"?: \{ type: "(string|boolean)"/gm)].map((m) => m[1]);
+    assert.ok(flags.length > 10);
+    for (const flag of flags) assert.ok(readme.includes(`\`--${flag}\``), `README lacks --${flag}`);
+  });
+});
+
+describe("createLogger()", () => {
+  it("should keep client text inside its JSON field, whatever it contains", () => {
+    const lines: string[] = [];
+    const log = createLogger({ format: "json", write: (l) => lines.push(l) });
+    log.info("stream started", { name: 'Eve"\n{"level":"error","msg":"forged"}' });
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]?.split("\n").length, 2, "one line and its newline");
+    assert.equal(JSON.parse(lines[0] as string).name, 'Eve"\n{"level":"error","msg":"forged"}');
+  });
+  it("should quote client text in the terminal format too", () => {
+    const lines: string[] = [];
+    createLogger({ format: "pretty", write: (l) => lines.push(l) }).info("stream started", { name: "a\nb" });
+    assert.match(lines[0] as string, /INFO {2}stream started name="a\\nb"\n$/);
+  });
+  it("should drop lines below the level", () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: "warn", write: (l) => lines.push(l) });
+    log.info("quiet");
+    log.warn("loud");
+    assert.equal(lines.length, 1);
+  });
+});

@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { durationFromMs } from "../src/duration.js";
+import { clientCases, streamClient } from "./support/clients.js";
+import { type ServerProc, startServerProcess, stop } from "./support/process.js";
+
+describe("graceful shutdown", () => {
+  let server: ServerProc | undefined;
+  after(async () => {
+    if (server) await stop(server, "SIGKILL");
+  });
+
+  it("should end open streams of every protocol with UNAVAILABLE and exit 0 on SIGTERM", async () => {
+    server = await startServerProcess(["--shutdown-grace", "5s"]);
+    const srv = server;
+    const outcomes = clientCases.map(async (c) => {
+      const counters: bigint[] = [];
+      try {
+        for await (const m of streamClient(c, srv.url).stream({ name: c.name, interval: durationFromMs(50) })) {
+          counters.push(m.counter);
+        }
+        return { c, counters, error: undefined };
+      } catch (e) {
+        return { c, counters, error: ConnectError.from(e) };
+      }
+    });
+    // Every client has its stream open once the server logged a start for each.
+    await srv.waitUntil(() => srv.lines.filter((l) => l.includes('"stream started"')).length === clientCases.length);
+    const signalled = performance.now();
+    srv.child.kill("SIGTERM");
+    const code = await srv.exited;
+    const tookMs = performance.now() - signalled;
+    assert.equal(code, 0);
+    assert.ok(tookMs < 5000, `exited after ${tookMs} ms`);
+    for (const { c, counters, error } of await Promise.all(outcomes)) {
+      assert.ok(counters.length >= 1, `${c.name} received messages`);
+      assert.equal(error?.code, Code.Unavailable, `${c.name}: ${error?.message}`);
+      assert.equal(error?.rawMessage, "server is shutting down", c.name);
+    }
+    const ends = srv.lines.filter((l) => l.includes('"stream ended"')).map((l) => JSON.parse(l));
+    assert.equal(ends.length, clientCases.length);
+    for (const end of ends) assert.equal(end.reason, "shutdown");
+    assert.ok(srv.lines.some((l) => l.includes('"shut down"') && l.includes('"clean":true')));
+  });
+});

@@ -1,0 +1,96 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+
+// The server and the client as real processes: for what only a process can
+// show (signals, exit codes, a restart on the same port).
+
+const root = new URL("../..", import.meta.url).pathname;
+
+export interface Proc {
+  readonly child: ChildProcess;
+  /** stdout lines so far. */
+  readonly lines: string[];
+  readonly stderr: () => string;
+  /** Resolves with the first stdout line that matches. */
+  waitForLine(match: (line: string) => boolean, timeoutMs?: number): Promise<string>;
+  /** Resolves once `check` holds, checked at every new stdout line. */
+  waitUntil(check: () => boolean, timeoutMs?: number): Promise<void>;
+  /** Resolves with the exit code (or the signal's name). */
+  readonly exited: Promise<number | string>;
+}
+
+export function startProcess(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: string[] = [];
+  const waiters = new Set<() => void>();
+  let stderr = "";
+  child.stderr?.on("data", (c: Buffer) => {
+    stderr += c.toString();
+  });
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+    lines.push(line);
+    for (const w of waiters) w();
+  });
+  const exited = once(child, "exit").then(([code, signal]) => (code ?? signal) as number | string);
+  return {
+    child,
+    lines,
+    stderr: () => stderr,
+    exited,
+    waitUntil(check, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const onLine = () => {
+          if (!check()) return;
+          cleanup();
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`timed out after ${timeoutMs} ms; stdout:\n${lines.join("\n")}\nstderr:\n${stderr}`));
+        }, timeoutMs);
+        const onExit = () => {
+          cleanup();
+          reject(new Error(`process exited first; stdout:\n${lines.join("\n")}\nstderr:\n${stderr}`));
+        };
+        const cleanup = () => {
+          clearTimeout(timer);
+          waiters.delete(onLine);
+          child.off("exit", onExit);
+        };
+        waiters.add(onLine);
+        child.once("exit", onExit);
+        onLine();
+      });
+    },
+    async waitForLine(match, timeoutMs) {
+      await this.waitUntil(() => lines.some(match), timeoutMs);
+      return lines.find(match) as string;
+    },
+  };
+}
+
+export interface ServerProc extends Proc {
+  readonly port: number;
+  readonly url: string;
+}
+
+/** `npm start`'s entry on 127.0.0.1; port 0 picks a free one. Resolves once it listens. */
+export async function startServerProcess(args: string[] = [], port = 0): Promise<ServerProc> {
+  const proc = startProcess("src/main.ts", ["--host", "127.0.0.1", "--port", String(port), ...args], {
+    LOG_FORMAT: "json",
+  });
+  const line = await proc.waitForLine((l) => l.includes('"listening on '));
+  const bound = Number(JSON.parse(line).port);
+  return { ...proc, port: bound, url: `http://127.0.0.1:${bound}` };
+}
+
+/** Ends a process this test started, if it still runs. */
+export function stop(proc: Proc, signal: NodeJS.Signals = "SIGTERM"): Promise<number | string> {
+  if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
+  return proc.exited;
+}
