@@ -49,6 +49,9 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
     for (const socket of listener.sockets) socket.destroy();
     for (const session of listener.sessions) session.destroy();
   }
+  // Stops the HTTP/1.1 connection-checking timer; the callback takes the
+  // "not running" error that a server which never listened itself reports.
+  listener.http1?.close(() => {});
   await stopped;
   logger.info("shut down", { clean, duration_ms: Math.round(performance.now() - started) });
   return clean;

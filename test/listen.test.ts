@@ -46,6 +46,12 @@ describe("one port", () => {
     assert.ok(closedAfterMs >= 250 && closedAfterMs < 5000, `closed after ${closedAfterMs} ms`);
   });
 
+  it("should close an HTTP/1.1 connection whose request head never completes", async () => {
+    const { reply, closedAfterMs } = await rawExchange(srv.port, "GET /stream HTTP/1.1\r\nHost: x\r\n");
+    assert.match(reply, /^(HTTP\/1\.1 408 |)/);
+    assert.ok(closedAfterMs >= 250 && closedAfterMs < 5000, `closed after ${closedAfterMs} ms`);
+  });
+
   it("should answer 400 to bytes that are not HTTP, and keep serving", async () => {
     const { reply } = await rawExchange(srv.port, "\x16\x03\x01garbage that is not http\r\n\r\n");
     assert.match(reply, /^HTTP\/1\.1 400 /);

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import * as http from "node:http";
 import { after, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs } from "../src/duration.js";
 import { clientCases, streamClient } from "./support/clients.js";
 import { type ServerProc, startServerProcess, stop } from "./support/process.js";
+import { startServer } from "./support/server.js";
 
 describe("graceful shutdown", () => {
   let server: ServerProc | undefined;
@@ -42,5 +44,20 @@ describe("graceful shutdown", () => {
     assert.equal(ends.length, clientCases.length);
     for (const end of ends) assert.equal(end.reason, "shutdown");
     assert.ok(srv.lines.some((l) => l.includes('"shut down"') && l.includes('"clean":true')));
+  });
+
+  it("should close idle HTTP/1.1 keep-alive connections at once rather than wait out the grace period", async () => {
+    const srv = await startServer({ shutdownGraceMs: 5000 });
+    const agent = new http.Agent({ keepAlive: true });
+    await new Promise<void>((resolve) =>
+      http.get(`${srv.url}/no-such-page`, { agent }, (res) => {
+        res.resume();
+        res.on("end", resolve);
+      }),
+    );
+    const started = performance.now();
+    assert.equal(await srv.server.shutdown(), true, "closed without destroying anything");
+    assert.ok(performance.now() - started < 1000, `took ${performance.now() - started} ms`);
+    agent.destroy();
   });
 });
