@@ -6,6 +6,17 @@ set -euo pipefail
 packages=(
   curl
   nghttp2-client      # h2load: the benchmark's HTTP/2 load generator
+  # Interop with clients nobody here wrote (test/python-interop, test/go-interop, examples/).
+  python3-grpcio      # Python gRPC runtime, for /usr/bin/python3
+  python3-grpc-tools  # python3 -m grpc_tools.protoc: Python stubs from proto/
+  golang-go           # go 1.19, builds examples/go in GOPATH mode (no module downloads)
+  golang-google-grpc-dev                # grpc-go 1.33 sources under /usr/share/gocode
+  golang-github-golang-protobuf-1-5-dev # named, or apt picks 1.3, which cannot read protoc-gen-go v2 stubs
+  golang-google-protobuf-dev            # google.golang.org/protobuf (durationpb, APIv2 runtime)
+  protobuf-compiler   # protoc, with libprotobuf-dev's google/protobuf/*.proto
+  protoc-gen-go       # Go message stubs
+  protoc-gen-go-grpc  # Go service stubs
+  chromium            # the browser test (test/browser.test.ts), driven by playwright-core
 )
 
 missing=()

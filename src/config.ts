@@ -35,6 +35,20 @@ export interface Config {
   logLevel: LogLevel;
   /** json, pretty, or auto (pretty on a terminal). Flag --log-format, env LOG_FORMAT. Default auto. */
   logFormat: LogFormat | "auto";
+  /** Serve GET /metrics and count streams for it; off lets a benchmark measure without it. Flag --metrics on|off, env METRICS. Default on. */
+  metrics: boolean;
+  /**
+   * Browser origins (scheme://host[:port]) allowed to call the RPC and GET /stream; "*" allows any.
+   * Flag --cors-origin (repeatable), env CORS_ORIGINS (comma-separated). Default none.
+   */
+  corsOrigins: string[];
+  /** An SSE stream that sent nothing for this long gets a ": heartbeat" comment. Flag --heartbeat. Default 15s. */
+  heartbeatMs: number;
+  /**
+   * Serve Stream over gRPC on HTTP/2 through the lean path (src/fast-path.ts) instead of connect-node;
+   * every other request goes to connect-node either way. Flag --fast-path on|off, env FAST_PATH. Default on.
+   */
+  fastPath: boolean;
 }
 
 export const defaults: Config = {
@@ -52,6 +66,10 @@ export const defaults: Config = {
   keepAliveTimeoutMs: 5000,
   logLevel: "info",
   logFormat: "auto",
+  metrics: true,
+  corsOrigins: [],
+  heartbeatMs: 15_000,
+  fastPath: true,
 };
 
 const options = {
@@ -69,6 +87,10 @@ const options = {
   "keep-alive-timeout": { type: "string", env: "KEEP_ALIVE_TIMEOUT" },
   "log-level": { type: "string", env: "LOG_LEVEL" },
   "log-format": { type: "string", env: "LOG_FORMAT" },
+  metrics: { type: "string", env: "METRICS" },
+  "cors-origin": { type: "string", env: "CORS_ORIGINS", multiple: true },
+  heartbeat: { type: "string", env: "HEARTBEAT" },
+  "fast-path": { type: "string", env: "FAST_PATH" },
 } as const;
 
 export class ConfigError extends Error {}
@@ -79,11 +101,16 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   try {
     const parsed = parseArgs({
       args: argv,
-      options: Object.fromEntries(Object.entries(options).map(([k, o]) => [k, { type: o.type }])),
+      options: Object.fromEntries(
+        Object.entries(options).map(([k, o]) => [k, { type: o.type, multiple: "multiple" in o }]),
+      ),
       strict: true,
       allowPositionals: false,
     });
-    values = parsed.values as Record<string, string | undefined>;
+    // A repeated flag (multiple: true) arrives as an array; it reads like its comma-separated env form.
+    values = Object.fromEntries(
+      Object.entries(parsed.values).map(([k, v]) => [k, Array.isArray(v) ? v.join(",") : (v as string | undefined)]),
+    );
   } catch (e) {
     throw new ConfigError(e instanceof Error ? e.message : String(e));
   }
@@ -119,6 +146,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   c.keepAliveTimeoutMs = duration("keep-alive-timeout", get("keep-alive-timeout"), c.keepAliveTimeoutMs, 600_000);
   c.logLevel = oneOf("log-level", get("log-level"), c.logLevel, ["debug", "info", "warn", "error", "silent"]);
   c.logFormat = oneOf("log-format", get("log-format"), c.logFormat, ["json", "pretty", "auto"]);
+  c.metrics = oneOf("metrics", get("metrics"), c.metrics ? "on" : "off", ["on", "off"]) === "on";
+  c.corsOrigins = origins("cors-origin", get("cors-origin"));
+  c.heartbeatMs = duration("heartbeat", get("heartbeat"), c.heartbeatMs, 3_600_000);
+  if (c.heartbeatMs <= 0) throw new ConfigError("--heartbeat: must be longer than 0s");
+  c.fastPath = oneOf("fast-path", get("fast-path"), c.fastPath ? "on" : "off", ["on", "off"]) === "on";
   return c;
 }
 
@@ -148,4 +180,25 @@ function oneOf<T extends string>(name: string, raw: string | undefined, fallback
     throw new ConfigError(`--${name}: expected one of ${allowed.join(", ")}, got ${JSON.stringify(raw)}`);
   }
   return raw as T;
+}
+
+/** Comma-separated origins, each exactly scheme://host[:port] as a browser sends it in Origin, or "*". */
+function origins(name: string, raw: string | undefined): string[] {
+  if (raw === undefined) return [];
+  const list = raw
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
+  for (const o of list) {
+    if (o === "*") continue;
+    let origin: string | undefined;
+    try {
+      origin = new URL(o).origin;
+    } catch {}
+    // Origin headers carry no path and no trailing slash; a value that is not already in that form would never match.
+    if (origin !== o || !/^https?:/.test(o)) {
+      throw new ConfigError(`--${name}: expected an origin such as https://example.com:8443, got ${JSON.stringify(o)}`);
+    }
+  }
+  return list;
 }

@@ -17,6 +17,12 @@ export type RequestHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+/**
+ * Claims an HTTP/2 stream before Node's compat layer wraps it in
+ * Http2ServerRequest/Response: returns true when it took the stream.
+ */
+export type StreamTaker = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+
 export interface Listener {
   /** The bound address, once listening. */
   address(): net.AddressInfo;
@@ -30,7 +36,12 @@ export interface Listener {
   stopAccepting(): Promise<void>;
 }
 
-export async function listen(config: Config, handler: RequestHandler, logger: Logger): Promise<Listener> {
+export async function listen(
+  config: Config,
+  handler: RequestHandler,
+  logger: Logger,
+  takeStream?: StreamTaker,
+): Promise<Listener> {
   const sessions = new Set<http2.ServerHttp2Session>();
   const sockets = new Set<net.Socket>();
   const track = (socket: net.Socket) => {
@@ -59,8 +70,9 @@ export async function listen(config: Config, handler: RequestHandler, logger: Lo
         allowHTTP1: true,
         ALPNProtocols: ["h2", "http/1.1"],
       },
-      handler,
+      endUnreadRequests(handler),
     );
+    if (takeStream) divertStreams(secure, takeStream);
     secure.on("session", onSession);
     secure.on("secureConnection", track);
     secure.on("tlsClientError", (err) => logger.debug("tls client error", { error: err.message }));
@@ -71,16 +83,23 @@ export async function listen(config: Config, handler: RequestHandler, logger: Lo
         headersTimeout: config.headersTimeoutMs,
         requestTimeout: config.headersTimeoutMs * 3,
         keepAliveTimeout: config.keepAliveTimeoutMs,
+        // Node checks the two timeouts above on this period (default 30 s).
+        connectionsCheckingInterval: Math.min(1000, Math.max(50, config.headersTimeoutMs / 2)),
       },
       handler,
     );
-    const h2 = http2.createServer(http2Options, handler);
+    const h2 = http2.createServer(http2Options, endUnreadRequests(handler));
+    if (takeStream) divertStreams(h2, takeStream);
     h2.on("session", onSession);
     h1.on("clientError", (err: Error, socket: net.Socket) => {
       logger.debug("http1 client error", { error: err.message });
       if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
       else socket.destroy();
     });
+    // h1 never listens itself (it gets sockets from the sniffer), but Node only
+    // starts tracking connections, the headers/request timeouts and
+    // closeIdleConnections() on 'listening': start them by hand.
+    h1.emit("listening");
     http1 = h1;
     outer = net.createServer((socket) => {
       track(socket);
@@ -104,6 +123,59 @@ export async function listen(config: Config, handler: RequestHandler, logger: Lo
     http1,
     stopAccepting: () => new Promise((resolve) => outer.close(() => resolve())),
   };
+}
+
+/**
+ * Reads and drops the rest of a request whose response is complete. connect-node
+ * answers an oversize or malformed request without reading the rest; a client
+ * still sending would then wait on flow control forever for a stream nobody
+ * reads. Nothing is kept, so this costs bandwidth, not memory. (RST_STREAM
+ * NO_ERROR would be the HTTP/2 way, but Node sends it ahead of the trailers
+ * and they are lost, and Node's own client never closes such a stream.)
+ */
+export function discardRestOfRequest(stream: http2.Http2Stream): void {
+  if (stream.destroyed || stream.readableEnded) return;
+  stream.removeAllListeners("data");
+  stream.on("data", () => {});
+  stream.resume();
+}
+
+function endUnreadRequests(handler: RequestHandler): RequestHandler {
+  return (req, res) => {
+    // The stream's own 'finish': compat's response emits 'finish' only once the stream closed.
+    if ("stream" in req) req.stream.once("finish", () => discardRestOfRequest(req.stream));
+    handler(req, res);
+  };
+}
+
+/**
+ * Puts `take` in front of Node's compat layer. A server created with a request
+ * listener gets one 'stream' listener from Node (setupCompat binds compat's
+ * onServerStream), which builds Http2ServerRequest/Response for every stream
+ * and emits 'request'. It has no way to skip a stream, so a listener merely
+ * registered before it would still pay for the wrappers (and their six stream
+ * listeners) on the fast path. Instead we take Node's listener off and call it
+ * ourselves for every stream `take` leaves: CONNECT, Expect, and the request
+ * objects stay Node's own code, nothing of it is copied. Should a Node version
+ * wire compat differently, this throws at startup instead of serving wrong.
+ */
+function divertStreams(server: http2.Http2Server | http2.Http2SecureServer, take: StreamTaker): void {
+  type OnStream = (
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    flags: number,
+    rawHeaders: string[],
+  ) => void;
+  const compat = server.listeners("stream") as OnStream[];
+  const toCompat = compat[0];
+  if (compat.length !== 1 || toCompat === undefined) {
+    throw new Error(`fast path: expected Node's compat 'stream' listener alone, found ${compat.length} listeners`);
+  }
+  server.removeListener("stream", toCompat);
+  const onStream: OnStream = (stream, headers, flags, rawHeaders) => {
+    if (!take(stream, headers)) toCompat.call(server, stream, headers, flags, rawHeaders);
+  };
+  server.on("stream", onStream);
 }
 
 /**

@@ -1,17 +1,30 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_stream_v1_stream, StreamService as StreamServiceDesc } from "../gen/stream/v1/stream_pb.js";
 import type { Config } from "./config.js";
+import { withCors } from "./cors.js";
+import { createFastPath } from "./fast-path.js";
+import { createHealthRoutes, createReadyzHandler, HealthStatus, handleHealthz } from "./health.js";
+import { createHttpStreamRoute } from "./http-stream.js";
 import { type Listener, listen } from "./listen.js";
 import type { Logger } from "./log.js";
+import { Metrics } from "./metrics.js";
 import { PlainRoutes } from "./plain-routes.js";
+import { createReflectionRoutes, DescriptorIndex } from "./reflection.js";
 import { contextValues, createRoutes } from "./routes.js";
 import { shutdown } from "./shutdown.js";
-import { StreamService } from "./stream-service.js";
+import { createStaticPageRoutes } from "./static-page.js";
+import { StreamService, shutdownError } from "./stream-service.js";
 
 // Builds the whole server without binding it, so tests start it on port 0 and
 // only main.ts listens on the configured port.
 
 export interface Server {
   readonly streams: StreamService;
+  /** What grpc.health.v1.Health, /healthz and /readyz report. */
+  readonly health: HealthStatus;
   /** Binds config.host:config.port and serves until shutdown(). */
   listen(): Promise<Listener>;
   /** Graceful shutdown; resolves true when nothing had to be cut. */
@@ -19,29 +32,63 @@ export interface Server {
 }
 
 export function createServer(config: Config, logger: Logger): Server {
+  // Per stream, never per message: messagesSent is read only when /metrics is scraped.
+  const metrics: Metrics | undefined = config.metrics
+    ? new Metrics({ messagesSent: (): number => streams.messagesSent })
+    : undefined;
   const streams = new StreamService({
     defaultIntervalMs: config.defaultIntervalMs,
     maxStreams: config.maxStreams,
     logger,
+    ...(metrics ? { observer: metrics } : {}),
   });
+  const health = new HealthStatus([StreamServiceDesc.typeName]);
+  // Aborted when shutdown starts, so reflection streams end then instead of holding the grace period.
+  const draining = new AbortController();
+  const reflection = new DescriptorIndex([
+    file_stream_v1_stream,
+    file_grpc_health_v1_health,
+    file_grpc_reflection_v1_reflection,
+    file_grpc_reflection_v1alpha_reflection,
+  ]);
   const plain = new PlainRoutes();
-  const handler = connectNodeAdapter({
-    routes: createRoutes(streams),
-    contextValues,
-    readMaxBytes: config.maxRequestBytes,
-    fallback: plain.handle,
-  });
+  plain.add("/healthz", handleHealthz);
+  plain.add("/readyz", createReadyzHandler(health));
+  if (metrics) plain.add("/metrics", metrics.handle);
+  plain.add("/stream", createHttpStreamRoute({ streams, heartbeatMs: config.heartbeatMs }));
+  for (const [path, route] of createStaticPageRoutes()) plain.add(path, route);
+  const handler = withCors(
+    connectNodeAdapter({
+      routes: (router) => {
+        createRoutes(streams)(router);
+        createHealthRoutes(health)(router);
+        createReflectionRoutes(reflection, { stopping: draining.signal })(router);
+      },
+      contextValues,
+      readMaxBytes: config.maxRequestBytes,
+      fallback: plain.handle,
+    }),
+    { allowedOrigins: config.corsOrigins },
+  );
   let listener: Listener | undefined;
   let closing: Promise<boolean> | undefined;
+  const onDraining = () => {
+    health.drain();
+    draining.abort(shutdownError);
+  };
   return {
     streams,
+    health,
     async listen() {
-      listener = await listen(config, handler, logger);
+      const fastPath = config.fastPath
+        ? createFastPath({ streams, readMaxBytes: config.maxRequestBytes, logger })
+        : undefined;
+      listener = await listen(config, handler, logger, fastPath);
       return listener;
     },
     shutdown() {
       if (listener === undefined) return Promise.resolve(true);
-      closing ??= shutdown({ listener, streams, logger, graceMs: config.shutdownGraceMs });
+      closing ??= shutdown({ listener, streams, logger, graceMs: config.shutdownGraceMs, onDraining });
       return closing;
     },
   };

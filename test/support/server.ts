@@ -27,6 +27,8 @@ export async function startServer(overrides: Partial<Config> = {}): Promise<Test
     host: "127.0.0.1",
     port: 0,
     shutdownGraceMs: 2000,
+    // CI runs the whole suite twice: as configured, and with FAST_PATH=off.
+    fastPath: process.env.FAST_PATH === "off" ? false : defaults.fastPath,
     ...overrides,
   };
   const logger = createLogger({ format: "json", level: "debug", write: (line) => logs.push(JSON.parse(line)) });

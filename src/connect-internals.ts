@@ -1,0 +1,142 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { compressionNegotiate, createMethodSerializationLookup } from "@connectrpc/connect/protocol";
+import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import type { StreamRequest } from "../gen/stream/v1/stream_pb.js";
+import { StreamService } from "../gen/stream/v1/stream_pb.js";
+
+// Everything the gRPC fast path (fast-path.ts) takes from connect-es that is
+// not its public API: private exports, which connect does not keep stable
+// across versions ("we recommend that you do so with an exact version
+// constraint"), and the texts and choices of connect's gRPC handler that the
+// fast path must reproduce byte for byte. package.json pins @connectrpc/connect
+// and -node exactly; test/connect-internals.test.ts fails when an upgrade
+// changes any of it.
+
+export { compressionNegotiate, parseTimeout, setTrailerStatus };
+
+/** The path connect's router serves Stream on (createMethodUrl). */
+export const streamPath = `/${StreamService.typeName}/${StreamService.method.stream.name}`;
+
+/** Request content types connect's gRPC handler reads as binary (contentTypeRegExp), in the spelling clients send. */
+export const binaryContentTypes: readonly string[] = ["application/grpc", "application/grpc+proto"];
+
+/** The response content-type connect's gRPC handler sends for binary requests (contentTypeProto). */
+export const responseContentType = "application/grpc+proto";
+
+/** Header names of the gRPC protocol, lower-cased as HTTP/2 carries them (protocol-grpc/headers.js). */
+export const headerGrpcEncoding = "grpc-encoding";
+export const headerGrpcAcceptEncoding = "grpc-accept-encoding";
+export const headerGrpcTimeout = "grpc-timeout";
+/** connect passes this spelling to compressionNegotiate for the metadata of its error. */
+export const headerGrpcAcceptEncodingCanonical = "Grpc-Accept-Encoding";
+
+/** The trailer of a stream that ended well (grpcStatusOk). */
+export const trailerOk = Object.freeze({ "grpc-status": "0" });
+
+/** What connectNodeAdapter accepts when acceptCompression is not given. */
+export const defaultAcceptCompression = [compressionGzip, compressionBrotli];
+
+/** connect compresses a response message only from this size on (defaultCompressMinBytes). */
+export const compressMinBytes = 1024;
+
+/** connect's handler option maxTimeoutMs when not given (validateUniversalHandlerOptions). */
+export const defaultMaxTimeoutMs = Number.MAX_SAFE_INTEGER;
+
+/** The envelope flag of a compressed message (compressedFlag). */
+export const compressedFlag = 0b00000001;
+
+/** The request parser connect's handler uses, with its readMaxBytes and its "parse binary: ..." errors. */
+export function createRequestParser(readMaxBytes: number): (data: Uint8Array) => StreamRequest {
+  const lookup = createMethodSerializationLookup(StreamService.method.stream, undefined, undefined, {
+    readMaxBytes,
+    writeMaxBytes: 0xffffffff,
+  });
+  const parse = lookup.getI(true);
+  return (data) => parse.parse(data);
+}
+
+/** transformSplitEnvelope / assertReadMaxBytes: an envelope that announces more than readMaxBytes. */
+export function envelopeTooLarge(length: number, readMaxBytes: number): ConnectError {
+  return new ConnectError(
+    `message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`,
+    Code.ResourceExhausted,
+  );
+}
+
+/** transformSplitEnvelope: the body ended inside an envelope. */
+export function incompleteEnvelope(): ConnectError {
+  return new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+}
+
+/** envelopeDecompress without a request compression. */
+export function compressedWithoutEncoding(): ConnectError {
+  return new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+}
+
+/** ensureSingle in invoke-implementation.js: no request message. */
+export function missingInput(): ConnectError {
+  return new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
+}
+
+/** ensureSingle in invoke-implementation.js: a second request message. */
+export function extraInput(): ConnectError {
+  return new ConnectError(
+    "protocol error: received extra input message for server-streaming method",
+    Code.Unimplemented,
+  );
+}
+
+/** createDeadlineSignal: the reason a call's signal aborts with when grpc-timeout passes. */
+export function deadlineExceeded(): ConnectError {
+  return new ConnectError("the operation timed out", Code.DeadlineExceeded);
+}
+
+/** transformCatchFinally in the gRPC handler: what the client sees of an error that is no ConnectError. */
+export function internalError(cause: unknown): ConnectError {
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, cause);
+}
+
+// RST_STREAM codes (RFC 9113 section 7) as connect-node's node-error.js maps them.
+const h2CodeNames: Record<number, string> = {
+  1: "PROTOCOL_ERROR",
+  2: "INTERNAL_ERROR",
+  3: "FLOW_CONTROL_ERROR",
+  4: "SETTINGS_TIMEOUT",
+  6: "FRAME_SIZE_ERROR",
+  7: "REFUSED_STREAM",
+  8: "CANCEL",
+  9: "COMPRESSION_ERROR",
+  10: "CONNECT_ERROR",
+  11: "ENHANCE_YOUR_CALM",
+  12: "INADEQUATE_SECURITY",
+  13: "HTTP_1_1_REQUIRED",
+};
+const h2CodeToConnect: Record<number, Code> = {
+  1: Code.Internal,
+  2: Code.Internal,
+  3: Code.Internal,
+  4: Code.Internal,
+  6: Code.Internal,
+  7: Code.Unavailable,
+  8: Code.Canceled,
+  9: Code.Internal,
+  10: Code.Internal,
+  11: Code.ResourceExhausted,
+  12: Code.PermissionDenied,
+  13: Code.PermissionDenied,
+};
+
+/**
+ * connect-node's connectErrorFromH2ResetCode (node-error.js, not exported):
+ * the reason a handler's signal aborts with when the client resets the stream.
+ * Undefined for NO_ERROR and STREAM_CLOSED, which connect-node leaves unmapped.
+ */
+export function errorFromH2ResetCode(rstCode: number): ConnectError | undefined {
+  const code = h2CodeToConnect[rstCode];
+  if (code === undefined) return undefined;
+  return new ConnectError(
+    `http/2 stream closed with error code ${h2CodeNames[rstCode]} (0x${rstCode.toString(16)})`,
+    code,
+  );
+}

@@ -1,0 +1,103 @@
+import { Code } from "@connectrpc/connect";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { NodeRequest, NodeResponse } from "./plain-routes.js";
+import type { CallInfo, StreamEnd, StreamObserver } from "./stream-service.js";
+
+// Prometheus metrics for GET /metrics. Everything here runs once per stream
+// (the StreamObserver) or once per scrape, never once per message: the
+// message count is the plain number StreamService already keeps, read when
+// Prometheus asks for it.
+
+export interface MetricsOptions {
+  /** Read at scrape time: messages sent by every stream since start. */
+  messagesSent(): number;
+}
+
+/** Upper bounds of the stream duration histogram, in seconds: streams last from milliseconds to hours. */
+const durationBuckets = [0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 14_400, 86_400];
+
+export class Metrics implements StreamObserver {
+  /** Its own registry: nothing global, so two servers in one process (the tests) do not collide. */
+  readonly registry = new Registry();
+  private readonly live: Gauge<"protocol">;
+  private readonly started: Counter<"protocol">;
+  private readonly endings: Counter<"reason">;
+  private readonly duration: Histogram;
+  private readonly errors: Counter<"code">;
+  /** Calls that opened: a rejected call gets ended() without opened(), and must not lower the gauge. */
+  private readonly open = new WeakSet<CallInfo>();
+
+  constructor(options: MetricsOptions) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.live = new Gauge({ name: "streams_live", help: "Streams open now.", labelNames: ["protocol"], registers });
+    this.started = new Counter({
+      name: "streams_started_total",
+      help: "Streams opened since start.",
+      labelNames: ["protocol"],
+      registers,
+    });
+    this.endings = new Counter({
+      name: "streams_ended_total",
+      help: "Streams ended since start, by reason: limit, cancelled, deadline, shutdown, error (includes rejected requests).",
+      labelNames: ["reason"],
+      registers,
+    });
+    new Counter({
+      name: "stream_messages_sent_total",
+      help: "Stream messages sent since start, on every protocol.",
+      registers,
+      // Runs per scrape: the hot loop only increments a plain number.
+      collect() {
+        this.reset();
+        this.inc(options.messagesSent());
+      },
+    });
+    this.duration = new Histogram({
+      name: "stream_duration_seconds",
+      help: "How long streams lasted, from the first message to the end.",
+      buckets: durationBuckets,
+      registers,
+    });
+    this.errors = new Counter({
+      name: "request_errors_total",
+      help: "Calls that ended with an error status the server chose (not client cancellations), by gRPC code.",
+      labelNames: ["code"],
+      registers,
+    });
+  }
+
+  opened(call: CallInfo): void {
+    this.open.add(call);
+    this.live.inc({ protocol: call.protocol });
+    this.started.inc({ protocol: call.protocol });
+  }
+
+  ended(call: CallInfo, end: StreamEnd): void {
+    if (this.open.delete(call)) {
+      this.live.dec({ protocol: call.protocol });
+      this.duration.observe(end.durationMs / 1000);
+    }
+    this.endings.inc({ reason: end.reason });
+    if (end.error !== undefined && end.reason !== "cancelled") this.errors.inc({ code: codeName(end.error.code) });
+  }
+
+  /** GET /metrics: the Prometheus text format. */
+  readonly handle = (_req: NodeRequest, res: NodeResponse): void => {
+    this.registry.metrics().then(
+      (body) => {
+        res.writeHead(200, { "content-type": this.registry.contentType, "content-length": Buffer.byteLength(body) });
+        res.end(body);
+      },
+      (e: unknown) => {
+        res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+        res.end(`metrics failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      },
+    );
+  };
+}
+
+/** "invalid_argument", as gRPC and the Connect protocol spell codes. */
+function codeName(code: Code): string {
+  return (Code[code] ?? String(code)).replace(/[A-Z]/g, (c, i: number) => (i === 0 ? "" : "_") + c.toLowerCase());
+}
