@@ -1,58 +1,18 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import {
-  type StreamRequest,
-  StreamRequestSchema,
-  type StreamResponse,
-  StreamResponseSchema,
-} from "../gen/stream/v1/stream_pb.js";
+import { grpcJsStream as call, collect, grpcJsClient } from "./support/grpc-js.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
 
 // @grpc/grpc-js is the plain gRPC library that most Node services use: if it
 // streams and cancels against us, so do gRPC clients that are not Connect.
-
-const StreamClient = grpc.makeGenericClientConstructor(
-  {
-    stream: {
-      path: "/stream.v1.StreamService/Stream",
-      requestStream: false,
-      responseStream: true,
-      requestSerialize: (r: StreamRequest) => Buffer.from(toBinary(StreamRequestSchema, r)),
-      requestDeserialize: (b: Buffer) => fromBinary(StreamRequestSchema, b),
-      responseSerialize: (r: StreamResponse) => Buffer.from(toBinary(StreamResponseSchema, r)),
-      responseDeserialize: (b: Buffer) => fromBinary(StreamResponseSchema, b),
-    },
-  },
-  "StreamService",
-);
-
-function call(client: grpc.Client, request: Partial<Omit<StreamRequest, "$typeName">>, options: grpc.CallOptions = {}) {
-  return (
-    client as unknown as {
-      stream: (r: StreamRequest, o: grpc.CallOptions) => grpc.ClientReadableStream<StreamResponse>;
-    }
-  ).stream(create(StreamRequestSchema, request), options);
-}
-
-function collect(
-  stream: grpc.ClientReadableStream<StreamResponse>,
-): Promise<{ messages: StreamResponse[]; error?: grpc.ServiceError }> {
-  return new Promise((resolve) => {
-    const messages: StreamResponse[] = [];
-    stream.on("data", (m: StreamResponse) => messages.push(m));
-    stream.on("error", (error: grpc.ServiceError) => resolve({ messages, error }));
-    stream.on("end", () => resolve({ messages }));
-  });
-}
 
 describe("an @grpc/grpc-js client", () => {
   let srv: TestServer;
   let client: grpc.Client;
   before(async () => {
     srv = await startServer();
-    client = new StreamClient(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure());
+    client = grpcJsClient(srv.port);
   });
   after(async () => {
     client.close();

@@ -1,0 +1,476 @@
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { runH2load } from "./h2load.js";
+import type { ClientTask, Protocol } from "./load-client.js";
+import { pinning, runLoad, type ServerProcess, startServer } from "./processes.js";
+import { type FigureSpec, type RowSpec, type Samples, summarize, table } from "./report.js";
+import { encodeRequest, encodeResponseFrame, envelope, maxFrameSize } from "./wire.js";
+
+// npm run bench [-- --quick] [-- --runs N]
+//
+// Our server, our server with its fast path off, a plain @grpc/grpc-js server
+// and a raw node:http2 ceiling, each its own process pinned to core 0, under
+// the same load from core 1 (h2load for floods, bench/load-client.ts for the
+// rest). Every figure is the median of the runs and a ratio to grpc-js from
+// the same runs. Exits 1 when any server answered wrongly; speed never fails it.
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const { values: flags } = parseArgs({
+  options: { quick: { type: "boolean", default: false }, runs: { type: "string" } },
+});
+const quick = flags.quick === true;
+const sizes = quick
+  ? {
+      runs: 1,
+      flood1Limit: 20_000,
+      flood100Limit: 300,
+      latencyCalls: 200,
+      latencyWarmup: 20,
+      fanoutStreams: 1000,
+      fanoutWindowMs: 2000,
+      idleStreams: 1000,
+      idleSettleMs: 1000,
+      idleWindowMs: 2000,
+      timeoutMs: 30_000,
+    }
+  : {
+      runs: 3,
+      flood1Limit: 200_000,
+      flood100Limit: 2000,
+      latencyCalls: 1000,
+      latencyWarmup: 100,
+      fanoutStreams: 10_000,
+      fanoutWindowMs: 10_000,
+      idleStreams: 10_000,
+      idleSettleMs: 3000,
+      idleWindowMs: 10_000,
+      timeoutMs: 120_000,
+    };
+if (flags.runs !== undefined) sizes.runs = Math.max(1, Number.parseInt(flags.runs, 10) || 1);
+const FANOUT_INTERVAL_MS = 100;
+const IDLE_INTERVAL_MS = 2000;
+const STREAMS_PER_CONNECTION = 100;
+const GRPC_PATH = "/stream.v1.StreamService/Stream";
+
+// The fast-path and metrics switches are being built elsewhere: pass them only once config.ts knows them.
+const configSource = readFileSync(path.join(root, "src/config.ts"), "utf8");
+const hasFastPathFlag = /["']fast-path["']\s*:/.test(configSource);
+const hasMetricsFlag = /["']?metrics["']?\s*:\s*\{\s*type:/.test(configSource);
+
+const guard = pathToFileURL(path.join(root, "bench/orphan-guard.ts")).href;
+const node = (script: string) => [process.execPath, "--import", "tsx", "--import", guard, path.join(root, script)];
+
+interface Row extends RowSpec {
+  argv: string[];
+  /** Protocols the correctness check covers. */
+  protocols: Protocol[];
+  /** Connect floods (HTTP/2 and HTTP/1.1), and NDJSON when our server has it. */
+  connect: boolean;
+  /** Latency, fan-out and idle; false for the logging-off row, which only repeats the gRPC floods. */
+  full: boolean;
+}
+
+const rows: Row[] = [
+  {
+    key: "ours",
+    title: "ours (default flags)",
+    argv: node("src/main.ts"),
+    protocols: ["grpc", "connect-h2", "connect-h1"],
+    connect: true,
+    full: true,
+  },
+  {
+    key: "quiet",
+    title: `ours, --log-level silent${hasMetricsFlag ? " --metrics off" : ""}`,
+    argv: [...node("src/main.ts"), "--log-level", "silent", ...(hasMetricsFlag ? ["--metrics", "off"] : [])],
+    protocols: ["grpc"],
+    connect: false,
+    full: false,
+  },
+  {
+    key: "stock",
+    title: hasFastPathFlag ? "ours, --fast-path off (stock connect-node)" : "ours again (no --fast-path flag yet)",
+    argv: [...node("src/main.ts"), ...(hasFastPathFlag ? ["--fast-path", "off"] : [])],
+    protocols: ["grpc", "connect-h2", "connect-h1"],
+    connect: true,
+    full: true,
+  },
+  {
+    key: "grpcjs",
+    title: "plain @grpc/grpc-js",
+    argv: node("bench/grpc-js-server.ts"),
+    protocols: ["grpc"],
+    connect: false,
+    full: true,
+  },
+  {
+    key: "raw",
+    title: "raw node:http2, 16 KiB batches (ceiling)",
+    argv: node("bench/raw-http2-server.ts"),
+    protocols: ["grpc"],
+    connect: false,
+    full: true,
+  },
+];
+
+const msgs = "msg/s";
+const floodFigures: FigureSpec[] = [
+  { key: "grpc1", title: "gRPC, 1 stream", unit: msgs, better: "higher", digits: 0 },
+  { key: "grpc100", title: "gRPC, 100 streams", unit: msgs, better: "higher", digits: 0 },
+  { key: "connectH2_1", title: "Connect h2, 1", unit: msgs, better: "higher", digits: 0 },
+  { key: "connectH2_100", title: "Connect h2, 100", unit: msgs, better: "higher", digits: 0 },
+  { key: "connectH1_1", title: "Connect HTTP/1.1, 1", unit: msgs, better: "higher", digits: 0 },
+  { key: "connectH1_100", title: "Connect HTTP/1.1, 100", unit: msgs, better: "higher", digits: 0 },
+  { key: "ndjson1", title: "NDJSON h2, 1", unit: msgs, better: "higher", digits: 0 },
+  { key: "ndjson100", title: "NDJSON h2, 100", unit: msgs, better: "higher", digits: 0 },
+];
+const latencyFigures: FigureSpec[] = [
+  { key: "firstP50", title: "first message p50", unit: "µs", better: "lower", digits: 0 },
+  { key: "firstP99", title: "first message p99", unit: "µs", better: "lower", digits: 0 },
+  { key: "fanoutDelivered", title: "fan-out delivered", unit: msgs, better: "higher", digits: 0 },
+  { key: "fanoutP99Late", title: "fan-out p99 lateness", unit: "ms", better: "lower", digits: 1 },
+  { key: "fanoutCpu", title: "fan-out server CPU", unit: "% of a core", better: "lower", digits: 0 },
+  { key: "idleKiB", title: "idle memory per stream", unit: "KiB", better: "lower", digits: 1 },
+  { key: "idleCpu", title: "idle server CPU", unit: "% of a core", better: "lower", digits: 1 },
+];
+
+const samples: Samples = Object.fromEntries(rows.map((r) => [r.key, {}]));
+const failures: string[] = [];
+const notes: string[] = [];
+const record = (row: string, figure: string, value: number) => {
+  const byRow = samples[row] ?? {};
+  samples[row] = byRow;
+  byRow[figure] ??= [];
+  byRow[figure].push(value);
+};
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), "stream-bench-"));
+process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
+
+function bodyFile(name: string, limit: number): string {
+  const file = path.join(tmp, `${name}-${limit}.bin`);
+  writeFileSync(file, envelope(encodeRequest({ name: "bench", intervalMs: 0, limit })));
+  return file;
+}
+
+/**
+ * Bounds on the gRPC/Connect DATA bytes of one stream of `limit` greetings:
+ * only the timestamp's nanos vary (absent at a whole second, up to 5 bytes).
+ */
+function bytesPerStream(limit: number): { min: number; max: number } {
+  const scratch = Buffer.alloc(maxFrameSize(5));
+  const second = 1_764_000_000_000;
+  let min = 0;
+  let max = 0;
+  for (let c = 0; c < limit; c++) {
+    min += encodeResponseFrame(scratch, 0, "bench", c, second);
+    max += encodeResponseFrame(scratch, 0, "bench", c, second + 999);
+  }
+  return { min, max };
+}
+
+interface Flood {
+  key: string;
+  streams: number;
+  limit: number;
+  http1: boolean;
+  kind: "grpc" | "connect" | "ndjson";
+}
+
+function floodsFor(row: Row, ndjson: boolean): Flood[] {
+  const two = (key: string, kind: Flood["kind"], http1: boolean): Flood[] => [
+    { key: `${key}1`, streams: 1, limit: sizes.flood1Limit, http1, kind },
+    { key: `${key}100`, streams: 100, limit: sizes.flood100Limit, http1, kind },
+  ];
+  const list = [...two("grpc", "grpc", false)];
+  if (row.connect) list.push(...two("connectH2_", "connect", false), ...two("connectH1_", "connect", true));
+  if (row.connect && ndjson) list.push(...two("ndjson", "ndjson", false));
+  return list;
+}
+
+async function flood(server: ServerProcess, f: Flood, ndjsonBytes: Map<number, number>): Promise<number> {
+  const common = { port: server.port, streams: f.streams, http1: f.http1, timeoutMs: sizes.timeoutMs };
+  let r: Awaited<ReturnType<typeof runH2load>>;
+  let bounds: { min: number; max: number };
+  if (f.kind === "ndjson") {
+    r = await runH2load({
+      ...common,
+      method: "GET",
+      path: `/stream?name=bench&interval=0s&limit=${f.limit}`,
+      headers: {},
+    });
+    const reference = ndjsonBytes.get(f.limit) ?? Number.NaN;
+    bounds = { min: reference * 0.97, max: reference * 1.03 };
+  } else {
+    const grpc = f.kind === "grpc";
+    r = await runH2load({
+      ...common,
+      method: "POST",
+      path: GRPC_PATH,
+      bodyFile: bodyFile(f.kind, f.limit),
+      headers: grpc
+        ? { "content-type": "application/grpc", te: "trailers" }
+        : { "content-type": "application/connect+proto" },
+    });
+    bounds = bytesPerStream(f.limit);
+    // Connect ends a stream with a JSON end-of-stream envelope in the body: "{}" or metadata, never kilobytes.
+    if (!grpc) bounds = { min: bounds.min + 7, max: bounds.max + 1024 };
+  }
+  const min = bounds.min * f.streams;
+  const max = bounds.max * f.streams;
+  if (!(r.dataBytes >= min && r.dataBytes <= max)) {
+    throw new Error(
+      `${f.key}: received ${r.dataBytes} DATA bytes, expected ${Math.round(min)}..${Math.round(max)} for ${f.streams} x ${f.limit} messages`,
+    );
+  }
+  return (f.streams * f.limit) / r.seconds;
+}
+
+async function loadClient<T>(task: ClientTask, timeoutMs: number): Promise<T> {
+  const r = await runLoad([...node("bench/load-client.ts"), JSON.stringify(task)], timeoutMs);
+  if (r.timedOut) throw new Error(`load client ${task.mode} timed out after ${timeoutMs} ms`);
+  if (r.code !== 0) {
+    let reason = r.stderr.slice(-2000);
+    try {
+      reason = (JSON.parse(r.stdout.trim().split("\n").pop() ?? "") as { error: string }).error;
+    } catch {
+      // no one-line reason: the tail of stderr it is
+    }
+    throw new Error(`load client ${task.mode} exited ${r.code}: ${reason}`);
+  }
+  return JSON.parse(r.stdout.trim().split("\n").pop() ?? "null") as T;
+}
+
+/** Whether our server answers GET /stream with NDJSON yet; its body size per limit, for the byte check. */
+async function probeNdjson(port: number, limits: number[]): Promise<Map<number, number> | undefined> {
+  try {
+    const url = (limit: number) => `http://127.0.0.1:${port}/stream?name=bench&interval=0s&limit=${limit}`;
+    const res = await fetch(url(3), { signal: AbortSignal.timeout(5000) });
+    const text = await res.text();
+    if (res.status !== 200 || !(res.headers.get("content-type") ?? "").includes("application/x-ndjson"))
+      return undefined;
+    const lines = text.trim().split("\n");
+    const ok =
+      lines.length === 3 && lines.every((l, i) => l.includes(`Hello bench, this is ${i} time stream message.`));
+    if (!ok) {
+      failures.push(`ours: GET /stream answered NDJSON, but not the 3 greetings asked for: ${text.slice(0, 300)}`);
+      return undefined;
+    }
+    const bytes = new Map<number, number>();
+    for (const limit of limits) {
+      const body = await (await fetch(url(limit), { signal: AbortSignal.timeout(30_000) })).arrayBuffer();
+      bytes.set(limit, body.byteLength);
+    }
+    return bytes;
+  } catch {
+    return undefined;
+  }
+}
+
+async function withServer<T>(row: Row, what: string, fn: (s: ServerProcess) => Promise<T>): Promise<T | undefined> {
+  let server: ServerProcess | undefined;
+  try {
+    server = await startServer(row.argv);
+    return await fn(server);
+  } catch (e) {
+    const tail = server?.stderrTail().trim();
+    failures.push(
+      `${row.key} ${what}: ${e instanceof Error ? e.message : String(e)}${tail ? `\n  server stderr: ${tail}` : ""}`,
+    );
+    log(`  FAILED ${row.key} ${what}: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
+    return undefined;
+  } finally {
+    await server?.stop();
+  }
+}
+
+function fmt(v: number): string {
+  return Number.isFinite(v) ? (Math.abs(v) >= 10_000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(1)) : "n/a";
+}
+
+let ndjsonBytes: Map<number, number> | undefined;
+const started = performance.now();
+log(
+  `bench: ${quick ? "quick" : "full"}, ${sizes.runs} run(s), ${pinning ? "servers on core 0, load on core 1" : "one core: no pinning"}`,
+);
+for (let run = 1; run <= sizes.runs; run++) {
+  // Each run starts with a different row, so that a machine that slows down over time favours no one.
+  const order = [...rows.slice((run - 1) % rows.length), ...rows.slice(0, (run - 1) % rows.length)];
+  for (const row of order) {
+    log(`[run ${run}/${sizes.runs}] ${row.title}`);
+    await withServer(row, "floods", async (server) => {
+      if (run === 1) {
+        const result = await loadClient<{ failures: string[] }>(
+          { mode: "check", port: server.port, protocols: row.protocols },
+          sizes.timeoutMs,
+        );
+        for (const f of result.failures) failures.push(`${row.key}: ${f}`);
+        log(`  check ${row.protocols.join(", ")}: ${result.failures.length === 0 ? "ok" : result.failures.join("; ")}`);
+        if (row.key === "ours" && ndjsonBytes === undefined) {
+          ndjsonBytes = await probeNdjson(server.port, [sizes.flood1Limit, sizes.flood100Limit]);
+          if (ndjsonBytes === undefined) ndjsonBytes = new Map();
+        }
+      }
+      for (const f of floodsFor(row, (ndjsonBytes?.size ?? 0) > 0)) {
+        try {
+          const rate = await flood(server, f, ndjsonBytes ?? new Map());
+          record(row.key, f.key, rate);
+          log(`  flood ${f.key}: ${fmt(rate)} msg/s`);
+        } catch (e) {
+          failures.push(`${row.key} flood ${f.key}: ${e instanceof Error ? e.message : String(e)}`);
+          log(`  FAILED flood ${f.key}: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
+        }
+      }
+      if (!row.full) return;
+      const lat = await loadClient<{ p50Us: number; p99Us: number }>(
+        { mode: "latency", port: server.port, calls: sizes.latencyCalls, warmup: sizes.latencyWarmup },
+        sizes.timeoutMs,
+      );
+      record(row.key, "firstP50", lat.p50Us);
+      record(row.key, "firstP99", lat.p99Us);
+      log(`  first message: p50 ${fmt(lat.p50Us)} µs, p99 ${fmt(lat.p99Us)} µs`);
+    });
+    if (!row.full) continue;
+    // Fan-out and idle each get a fresh process, so neither inherits the other's heap.
+    await withServer(row, "fan-out", async (server) => {
+      const r = await loadClient<{
+        started: number;
+        deliveredPerSec: number;
+        p99LatenessMs: number;
+        cpuPct: number;
+        clientCpuPct: number;
+        errors: number;
+      }>(
+        {
+          mode: "fanout",
+          port: server.port,
+          pid: server.pid,
+          streams: sizes.fanoutStreams,
+          perConnection: STREAMS_PER_CONNECTION,
+          intervalMs: FANOUT_INTERVAL_MS,
+          windowMs: sizes.fanoutWindowMs,
+        },
+        sizes.fanoutWindowMs + 90_000,
+      );
+      if (r.started !== sizes.fanoutStreams || r.errors > 0) {
+        throw new Error(`fan-out: ${r.started} of ${sizes.fanoutStreams} streams started, ${r.errors} failed`);
+      }
+      record(row.key, "fanoutDelivered", r.deliveredPerSec);
+      record(row.key, "fanoutP99Late", r.p99LatenessMs);
+      record(row.key, "fanoutCpu", r.cpuPct);
+      record(row.key, "fanoutClientCpu", r.clientCpuPct);
+      log(
+        `  fan-out ${sizes.fanoutStreams} x ${FANOUT_INTERVAL_MS} ms: ${fmt(r.deliveredPerSec)} msg/s, p99 late ${fmt(r.p99LatenessMs)} ms, CPU ${fmt(r.cpuPct)}% (client ${fmt(r.clientCpuPct)}%)`,
+      );
+    });
+    await withServer(row, "idle", async (server) => {
+      const r = await loadClient<{
+        started: number;
+        perStreamKiB: number;
+        cpuPct: number;
+        deliveredPerSec: number;
+        expectedPerSec: number;
+        errors: number;
+      }>(
+        {
+          mode: "idle",
+          port: server.port,
+          pid: server.pid,
+          streams: sizes.idleStreams,
+          perConnection: STREAMS_PER_CONNECTION,
+          intervalMs: IDLE_INTERVAL_MS,
+          settleMs: sizes.idleSettleMs,
+          windowMs: sizes.idleWindowMs,
+        },
+        sizes.idleSettleMs + sizes.idleWindowMs + 90_000,
+      );
+      if (r.started !== sizes.idleStreams || r.errors > 0) {
+        throw new Error(`idle: ${r.started} of ${sizes.idleStreams} streams started, ${r.errors} failed`);
+      }
+      // An idle stream that does not send on time is a broken stream, not a slow one.
+      if (Math.abs(r.deliveredPerSec - r.expectedPerSec) > r.expectedPerSec * 0.25) {
+        throw new Error(`idle: ${fmt(r.deliveredPerSec)} msg/s delivered, expected ${fmt(r.expectedPerSec)}`);
+      }
+      record(row.key, "idleKiB", r.perStreamKiB);
+      record(row.key, "idleCpu", r.cpuPct);
+      log(
+        `  idle ${sizes.idleStreams} x ${IDLE_INTERVAL_MS} ms: ${fmt(r.perStreamKiB)} KiB/stream, CPU ${fmt(r.cpuPct)}%`,
+      );
+    });
+  }
+}
+const elapsedS = (performance.now() - started) / 1000;
+
+if (!hasFastPathFlag)
+  notes.push("src/config.ts has no --fast-path flag yet: the second row runs the same server as the first.");
+if (!hasMetricsFlag)
+  notes.push("src/config.ts has no --metrics flag yet: the logging-off row only sets --log-level silent.");
+if ((ndjsonBytes?.size ?? 0) === 0)
+  notes.push("GET /stream does not answer application/x-ndjson yet: no NDJSON flood.");
+if (!pinning) notes.push("Only one CPU: servers and load share it (no taskset).");
+
+const summary = summarize(samples, "grpcjs");
+let h2loadVersion = "unknown";
+try {
+  h2loadVersion = execFileSync("h2load", ["--version"], { encoding: "utf8" }).trim();
+} catch {
+  // reported as unknown
+}
+const machine = {
+  cpu: os.cpus()[0]?.model ?? "unknown",
+  cores: os.cpus().length,
+  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  os: `${os.type()} ${os.release()}`,
+  node: process.version,
+  h2load: h2loadVersion,
+};
+const date = new Date().toISOString();
+const mainRows = rows.filter((r) => r.key !== "quiet");
+const loggingRows = rows.filter((r) => r.key === "ours" || r.key === "quiet");
+const ratio = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined ? "n/a" : `${(a / b).toFixed(2)}x`;
+const md = [
+  `### ${quick ? "Quick run (--quick: 1 run, small sizes; a smoke test, not a measurement)" : `Full run (median of ${sizes.runs})`}`,
+  "",
+  `${date.slice(0, 16).replace("T", " ")} UTC · ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB · ${machine.os} · Node ${machine.node} · ${machine.h2load} · took ${elapsedS.toFixed(0)} s`,
+  "",
+  "Each cell: median, then (ratio to plain grpc-js in the same run). ↑ higher is better, ↓ lower is better. n/a: the server does not speak that protocol.",
+  "",
+  `**1. Flood, interval 0** (h2load; 1 stream x ${sizes.flood1Limit} messages, 100 streams x ${sizes.flood100Limit} on one connection; HTTP/1.1: a connection per stream)`,
+  "",
+  table(mainRows, floodFigures, summary),
+  "",
+  `**2-4. First message** (${sizes.latencyCalls} sequential calls, one connection) · **fan-out** (${sizes.fanoutStreams} streams at ${FANOUT_INTERVAL_MS} ms = ${(sizes.fanoutStreams * 1000) / FANOUT_INTERVAL_MS} msg/s offered, ${sizes.fanoutWindowMs / 1000} s window) · **idle** (${sizes.idleStreams} streams at ${IDLE_INTERVAL_MS / 1000} s, ${STREAMS_PER_CONNECTION} per connection)`,
+  "",
+  table(mainRows, latencyFigures, summary),
+  "",
+  "**5. Cost of logging and metrics** (figure 1 over gRPC, ours with defaults vs. switched off)",
+  "",
+  table(loggingRows, floodFigures.slice(0, 2), summary),
+  "",
+  `on/off: 1 stream ${ratio(summary.ours?.grpc1?.median, summary.quiet?.grpc1?.median)}, 100 streams ${ratio(summary.ours?.grpc100?.median, summary.quiet?.grpc100?.median)}`,
+  ...(notes.length > 0 ? ["", ...notes.map((n) => `- ${n}`)] : []),
+  ...(failures.length > 0 ? ["", "**Failures:**", ...failures.map((f) => `- ${f.split("\n")[0]}`)] : []),
+  "",
+].join("\n");
+
+const resultsDir = path.join(root, "bench/results");
+mkdirSync(resultsDir, { recursive: true });
+// A quick run is CI's smoke test: its files are git-ignored (*.tmp), only a full run replaces latest.*.
+const base = quick ? "quick" : "latest";
+const suffix = quick ? ".tmp" : "";
+const json = { date, mode: quick ? "quick" : "full", machine, sizes, notes, failures, elapsedS, figures: summary };
+writeFileSync(path.join(resultsDir, `${base}.json${suffix}`), `${JSON.stringify(json, null, 2)}\n`);
+writeFileSync(path.join(resultsDir, `${base}.md${suffix}`), md);
+process.stdout.write(`\n${md}`);
+log(`bench: wrote bench/results/${base}.json${suffix} and ${base}.md${suffix} in ${elapsedS.toFixed(0)} s`);
+if (failures.length > 0) {
+  log(`bench: ${failures.length} failure(s):\n${failures.map((f) => `  - ${f}`).join("\n")}`);
+  process.exit(1);
+}
+process.exit(0);
