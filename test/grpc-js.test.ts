@@ -50,6 +50,22 @@ describe("an @grpc/grpc-js client", () => {
     assert.equal(srv.server.streams.pacer.pending, 0);
   });
 
+  it("should end later calls on the same connection OK after one was cancelled", async () => {
+    const cancelled = call(client, {
+      name: "Grace cancels first",
+      interval: { $typeName: "google.protobuf.Duration", seconds: 60n, nanos: 0 },
+    });
+    const done = collect(cancelled);
+    await new Promise((resolve) => cancelled.once("data", resolve));
+    cancelled.cancel();
+    assert.equal((await done).error?.code, grpc.status.CANCELLED);
+    for (let i = 0; i < 3; i++) {
+      const { messages, error } = await collect(call(client, { name: `Grace again ${i}`, limit: 2n }));
+      assert.equal(error, undefined, "ended with status OK");
+      assert.equal(messages.length, 2);
+    }
+  });
+
   it("should get INVALID_ARGUMENT with the field named", async () => {
     const { error } = await collect(call(client, { name: "x".repeat(101) }));
     assert.equal(error?.code, grpc.status.INVALID_ARGUMENT);

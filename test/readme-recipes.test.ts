@@ -11,10 +11,13 @@ import { startServer, type TestServer } from "./support/server.js";
 
 const run = promisify(execFile);
 const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-const recipes = [...readme.matchAll(/<!-- recipe expect="([^"]+)" -->\n```sh\n([\s\S]*?)```/g)].map((m) => ({
-  expect: m[1] as string,
-  script: m[2] as string,
-}));
+// <!-- recipe expect="..." --> (or expect='...') right before a ```sh block.
+const recipes = [...readme.matchAll(/<!-- recipe expect=(?:"([^"]+)"|'([^']+)') -->\n```sh\n([\s\S]*?)```/g)].map(
+  (m) => ({
+    expect: (m[1] ?? m[2]) as string,
+    script: m[3] as string,
+  }),
+);
 
 describe("the README's recipes", () => {
   let srv: TestServer;
@@ -24,7 +27,7 @@ describe("the README's recipes", () => {
   after(() => srv.close());
 
   it("should be found in the README", () => {
-    assert.ok(recipes.length >= 5, `found ${recipes.length} recipes`);
+    assert.ok(recipes.length >= 14, `found ${recipes.length} recipes`);
   });
 
   for (const recipe of recipes) {
