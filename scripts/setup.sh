@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   curl
+  openssl             # a throwaway certificate for the TLS test (test/listen.test.ts)
   nghttp2-client      # h2load: the benchmark's HTTP/2 load generator
   # Interop with clients nobody here wrote (test/python-interop, test/go-interop, examples/).
   python3-grpcio      # Python gRPC runtime, for /usr/bin/python3
