@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { ConfigError, defaults, parseConfig } from "../src/config.js";
-import { createLogger } from "../src/log.js";
+import { bufferedStdout, createLogger } from "../src/log.js";
+import { eventually } from "./support/server.js";
 
 describe("parseConfig()", () => {
   it("should use the defaults when nothing is given", () => {
@@ -67,5 +68,24 @@ describe("createLogger()", () => {
     log.info("quiet");
     log.warn("loud");
     assert.equal(lines.length, 1);
+  });
+});
+
+describe("bufferedStdout()", () => {
+  it("should write the lines of a burst with one write, soon after", async () => {
+    const writes: string[] = [];
+    const write = bufferedStdout({ write: (chunk: string) => writes.push(chunk) }, 20);
+    write("one\n");
+    write("two\n");
+    write("three\n");
+    assert.equal(writes.length, 0, "nothing written yet");
+    await eventually(() => writes.length > 0, 2000, "the flush");
+    assert.deepEqual(writes, ["one\ntwo\nthree\n"]);
+  });
+  it("should write at once when the batch grows past its bound", () => {
+    const writes: string[] = [];
+    const write = bufferedStdout({ write: (chunk: string) => writes.push(chunk) }, 60_000, 10);
+    write("0123456789\n");
+    assert.deepEqual(writes, ["0123456789\n"]);
   });
 });
