@@ -1,15 +1,12 @@
 import * as http2 from "node:http2";
+import { envelopeOf } from "./h2-grpc.js";
 
 // Requests written by hand, byte for byte, for the inputs no well-behaved
 // client would send: malformed protobuf, truncated envelopes, wrong types.
 
-/** A gRPC/Connect envelope: flags, big-endian length, payload. */
+/** A gRPC/Connect envelope: flags, big-endian length, payload (text is UTF-8). */
 export function envelope(payload: Uint8Array | string, flags = 0): Buffer {
-  const body = typeof payload === "string" ? Buffer.from(payload) : Buffer.from(payload);
-  const head = Buffer.alloc(5);
-  head.writeUInt8(flags, 0);
-  head.writeUInt32BE(body.length, 1);
-  return Buffer.concat([head, body]);
+  return envelopeOf(typeof payload === "string" ? Buffer.from(payload) : payload, flags);
 }
 
 export interface RawResponse {
