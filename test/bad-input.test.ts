@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { StreamRequestSchema } from "../gen/stream/v1/stream_pb.js";
 import { MAX_COUNTER } from "../src/greeting.js";
 import { clientCases, streamClient } from "./support/clients.js";
-import { envelope, grpcStatus, h2Request } from "./support/raw.js";
+import { envelopeOf, grpcCall, grpcStatusOf, requestEnvelope } from "./support/h2-grpc.js";
 import { startServer, type TestServer } from "./support/server.js";
 
 const path = "/stream.v1.StreamService/Stream";
@@ -95,37 +93,35 @@ describe("bad input", () => {
   });
 
   describe("over raw gRPC", () => {
-    const grpcHeaders = { "content-type": "application/grpc", te: "trailers" };
-
     // connect-node, like grpc-go, reports a message it cannot decode as INTERNAL.
     it("should answer INTERNAL 'parse binary' for malformed protobuf, and keep the stack to itself", async () => {
-      const res = await h2Request(srv.url, path, envelope(Buffer.from([0x0a, 0xff, 0xff])), grpcHeaders);
-      assert.equal(res.status, 200);
-      const status = grpcStatus(res);
+      const res = await grpcCall(srv.url, envelopeOf(Buffer.from([0x0a, 0xff, 0xff])));
+      assert.equal(res.headers[":status"], 200);
+      const status = grpcStatusOf(res);
       assert.equal(status.code, Code.Internal);
       assert.match(status.message, /^parse binary: /);
       assert.doesNotMatch(status.message, /\bat .*\.(js|ts):\d+/);
     });
 
     it("should answer INVALID_ARGUMENT for a truncated envelope", async () => {
-      const whole = envelope(toBinary(StreamRequestSchema, create(StreamRequestSchema, { name: "Bob" })));
-      const res = await h2Request(srv.url, path, whole.subarray(0, whole.length - 2), grpcHeaders);
-      assert.equal(grpcStatus(res).code, Code.InvalidArgument);
+      const whole = requestEnvelope({ name: "Bob" });
+      const res = await grpcCall(srv.url, whole.subarray(0, whole.length - 2));
+      assert.equal(grpcStatusOf(res).code, Code.InvalidArgument);
     });
 
     it("should answer HTTP 415 for a content type that is not gRPC", async () => {
-      const res = await h2Request(srv.url, path, envelope(""), { "content-type": "text/plain" });
-      assert.equal(res.status, 415);
+      const res = await grpcCall(srv.url, envelopeOf(new Uint8Array()), { headers: { "content-type": "text/plain" } });
+      assert.equal(res.headers[":status"], 415);
     });
 
     it("should answer UNIMPLEMENTED (HTTP 404) for an unknown method", async () => {
-      const res = await h2Request(srv.url, "/stream.v1.StreamService/Nope", envelope(""), grpcHeaders);
-      assert.equal(res.status, 404);
+      const res = await grpcCall(srv.url, envelopeOf(new Uint8Array()), { path: "/stream.v1.StreamService/Nope" });
+      assert.equal(res.headers[":status"], 404);
     });
 
     it("should answer RESOURCE_EXHAUSTED for an oversize message without reading it all", async () => {
-      const res = await h2Request(srv.url, path, envelope(Buffer.alloc(64 * 1024)), grpcHeaders);
-      assert.equal(grpcStatus(res).code, Code.ResourceExhausted);
+      const res = await grpcCall(srv.url, envelopeOf(Buffer.alloc(64 * 1024)));
+      assert.equal(grpcStatusOf(res).code, Code.ResourceExhausted);
     });
   });
 
@@ -134,7 +130,7 @@ describe("bad input", () => {
       const res = await fetch(srv.url + path, {
         method: "POST",
         headers: { "content-type": "application/connect+json" },
-        body: new Uint8Array(envelope("{not json")),
+        body: new Uint8Array(envelopeOf(Buffer.from("{not json"))),
       });
       assert.equal(res.status, 200);
       const body = Buffer.from(await res.arrayBuffer());
@@ -157,7 +153,7 @@ describe("bad input", () => {
       const res = await fetch(`${srv.url}/nope.v1.Nope/Nope`, {
         method: "POST",
         headers: { "content-type": "application/connect+json" },
-        body: new Uint8Array(envelope("{}")),
+        body: new Uint8Array(envelopeOf(Buffer.from("{}"))),
       });
       assert.equal(res.status, 404);
       assert.equal((await res.json()).code, "unimplemented");

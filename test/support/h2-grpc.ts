@@ -9,7 +9,7 @@ import { StreamRequestSchema, type StreamResponse, StreamResponseSchema } from "
 export const streamPath = "/stream.v1.StreamService/Stream";
 
 export interface GrpcExchange {
-  /** Response headers, date left out. */
+  /** Response headers (":status" among them), date left out. */
   headers: http2.IncomingHttpHeaders;
   /** Whether the response headers frame ended the stream (trailers-only). */
   headersEndStream: boolean;
@@ -24,6 +24,8 @@ export interface GrpcExchange {
 }
 
 export interface GrpcCallOptions {
+  /** Request path. Default Stream's. */
+  path?: string;
   /** Extra request headers; a value of undefined removes a default one. */
   headers?: Record<string, string | undefined>;
   /** Called with the open request once the first envelope arrived; may reset it. */
@@ -48,7 +50,7 @@ export function grpcCall(url: string, body: Buffer, options: GrpcCallOptions = {
     session.on("error", reject);
     const headers: http2.OutgoingHttpHeaders = {
       ":method": "POST",
-      ":path": streamPath,
+      ":path": options.path ?? streamPath,
       "content-type": "application/grpc",
       te: "trailers",
     };
@@ -96,4 +98,13 @@ export function grpcCall(url: string, body: Buffer, options: GrpcCallOptions = {
 
 export function decodeResponses(x: GrpcExchange): StreamResponse[] {
   return x.envelopes.map((e) => fromBinary(StreamResponseSchema, e.data));
+}
+
+/** The gRPC status: from the trailers, or from the headers of a trailers-only response. */
+export function grpcStatusOf(x: GrpcExchange): { code: number; message: string } {
+  const source = x.trailers?.["grpc-status"] !== undefined ? x.trailers : x.headers;
+  return {
+    code: Number(source["grpc-status"]),
+    message: decodeURIComponent(String(source["grpc-message"] ?? "")),
+  };
 }
