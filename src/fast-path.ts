@@ -25,6 +25,7 @@ import {
   streamPath,
   trailerOk,
 } from "./connect-internals.js";
+import { drainedOrClosed } from "./drain.js";
 import { EnvelopeSplitter, encodeResponse, envelope } from "./grpc-envelope.js";
 import { discardRestOfRequest, type StreamTaker } from "./listen.js";
 import type { Logger } from "./log.js";
@@ -215,19 +216,6 @@ async function encode(
   const buf = encodeResponse(msg);
   if (compression === null || buf.length - 5 < compressMinBytes) return buf;
   return envelope(await compression.compress(buf.subarray(5)), compressedFlag);
-}
-
-function drainedOrClosed(stream: http2.ServerHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    if (stream.destroyed) return resolve();
-    const done = () => {
-      stream.off("drain", done);
-      stream.off("close", done);
-      resolve();
-    };
-    stream.on("drain", done);
-    stream.on("close", done);
-  });
 }
 
 /**

@@ -3,6 +3,7 @@ import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import { type StreamResponse, StreamResponseSchema } from "../gen/stream/v1/stream_pb.js";
+import { drainedOrClosed } from "./drain.js";
 import { MAX_COUNTER, type StreamParams } from "./greeting.js";
 import { type NodeRequest, type NodeResponse, type PlainHandler, sendJsonError } from "./plain-routes.js";
 import { peerOf, requestIdFrom } from "./routes.js";
@@ -68,10 +69,8 @@ async function serve(
 ): Promise<void> {
   const abort = new AbortController();
   let ended = false;
-  let wake: (() => void) | undefined;
   const onClose = () => {
     if (!ended) abort.abort(new ConnectError("client disconnected", Code.Canceled));
-    wake?.();
   };
   res.once("close", onClose);
   const messages = streams.open(request, call, abort.signal);
@@ -110,15 +109,7 @@ async function serve(
       if (!ok && !res.destroyed) {
         // Pull-based backpressure: the next message is made only once this one has left.
         draining = true;
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            res.off("drain", done);
-            wake = undefined;
-            resolve();
-          };
-          wake = done;
-          res.on("drain", done);
-        });
+        await drainedOrClosed(res);
         draining = false;
       }
       if (abort.signal.aborted) {
