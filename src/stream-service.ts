@@ -115,11 +115,43 @@ export class StreamService {
         ticket.cancel(reason);
       },
     };
-    const onAbort = () => ticket.cancel(signal.reason);
     const started = performance.now();
     let sent = 0;
     let reason: EndReason | undefined;
     let error: ConnectError | undefined;
+    let waiting = false;
+    let finished = false;
+    // Frees the stream's slot and reports its end, once, whichever comes first:
+    // the generator's own finally, or an abort while it sits at a yield.
+    const finish = (why: EndReason) => {
+      if (finished) return;
+      finished = true;
+      signal.removeEventListener("abort", onAbort);
+      ticket.cancel(undefined);
+      this.live.delete(self);
+      const durationMs = Math.round(performance.now() - started);
+      this.logger.info("stream ended", {
+        ...fields(call),
+        name: plan.name,
+        reason: why,
+        code: why === "error" && error ? Code[error.code] : undefined,
+        error: why === "error" ? error?.rawMessage : undefined,
+        sent,
+        duration_ms: durationMs,
+      });
+      this.observer?.ended(call, { reason: why, sent, durationMs, ...(error ? { error } : {}) });
+    };
+    const onAbort = () => {
+      if (waiting) {
+        ticket.cancel(signal.reason);
+        return;
+      }
+      // Suspended at a yield, the generator runs again only when its consumer
+      // pulls, and a consumer may never: connect-node waits for 'drain' or
+      // 'error' after a write that filled the window, and a reset HTTP/2
+      // response emits neither. The client is gone: free its stream now.
+      finish(endReason(signal.reason, self.stopReason, signal, call.deadlineAt));
+    };
     this.live.add(self);
     signal.addEventListener("abort", onAbort);
     this.logger.info("stream started", { ...fields(call), name: plan.name });
@@ -140,7 +172,12 @@ export class StreamService {
           // Keep to the schedule (no drift), but do not burst to catch up after a stall.
           const now = performance.now();
           due = Math.max(due + plan.intervalMs, now);
-          await ticket.sleepUntil(plan.intervalMs, due);
+          waiting = true;
+          try {
+            await ticket.sleepUntil(plan.intervalMs, due);
+          } finally {
+            waiting = false;
+          }
         }
       }
     } catch (e) {
@@ -148,22 +185,10 @@ export class StreamService {
       reason = endReason(e, self.stopReason, signal, call.deadlineAt);
       throw error;
     } finally {
-      signal.removeEventListener("abort", onAbort);
-      ticket.cancel(undefined);
-      this.live.delete(self);
       // A consumer that stops pulling (client gone mid-write) ends us through return().
-      reason ??= signal.aborted ? endReason(signal.reason, self.stopReason, signal, call.deadlineAt) : "cancelled";
-      const durationMs = Math.round(performance.now() - started);
-      this.logger.info("stream ended", {
-        ...fields(call),
-        name: plan.name,
-        reason,
-        code: reason === "error" && error ? Code[error.code] : undefined,
-        error: reason === "error" ? error?.rawMessage : undefined,
-        sent,
-        duration_ms: durationMs,
-      });
-      this.observer?.ended(call, { reason, sent, durationMs, ...(error ? { error } : {}) });
+      finish(
+        reason ?? (signal.aborted ? endReason(signal.reason, self.stopReason, signal, call.deadlineAt) : "cancelled"),
+      );
     }
   }
 }
@@ -192,7 +217,8 @@ function endReason(
   signal: AbortSignal,
   deadlineAt: number | undefined,
 ): EndReason {
-  if (stopReason !== undefined && e === stopReason) return "shutdown";
+  // Once the server stops a stream, however it then ends (its own error, or sockets cut after the grace period).
+  if (stopReason !== undefined) return "shutdown";
   const code = ConnectError.from(e).code;
   if (code === Code.DeadlineExceeded) return "deadline";
   if (signal.aborted && e === signal.reason) {

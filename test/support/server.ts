@@ -54,3 +54,26 @@ export async function eventually(predicate: () => boolean, timeoutMs: number, wh
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
+
+/**
+ * Resolves with the value of `read()` once it has not changed for `quietMs`
+ * (checked on every turn of the event loop); rejects after `timeoutMs`. For
+ * "the server stopped producing": a count that settles, not a fixed sleep.
+ */
+export async function settled(read: () => number, quietMs: number, timeoutMs: number, what: string): Promise<number> {
+  let seen = read();
+  let since = performance.now();
+  await eventually(
+    () => {
+      const now = read();
+      if (now !== seen) {
+        seen = now;
+        since = performance.now();
+      }
+      return performance.now() - since >= quietMs;
+    },
+    timeoutMs,
+    what,
+  );
+  return seen;
+}
