@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import * as http from "node:http";
+import * as http2 from "node:http2";
 import { after, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs } from "../src/duration.js";
 import { clientCases, streamClient } from "./support/clients.js";
+import { requestEnvelope, streamPath } from "./support/h2-grpc.js";
 import { type ServerProc, startServerProcess, stop } from "./support/process.js";
-import { startServer } from "./support/server.js";
+import { eventually, settled, startServer } from "./support/server.js";
 
 describe("graceful shutdown", () => {
   let server: ServerProc | undefined;
@@ -60,4 +62,26 @@ describe("graceful shutdown", () => {
     assert.ok(performance.now() - started < 1000, `took ${performance.now() - started} ms`);
     agent.destroy();
   });
+
+  for (const fastPath of [true, false]) {
+    it(`should cut a client that stops reading once the grace period is over (${fastPath ? "fast path" : "connect-node"})`, async () => {
+      const srv = await startServer({ shutdownGraceMs: 300, fastPath });
+      const session = http2.connect(srv.url, { settings: { initialWindowSize: 1024 } });
+      session.on("error", () => {});
+      const stream = session.request({ ":method": "POST", ":path": streamPath, "content-type": "application/grpc" });
+      stream.on("error", () => {});
+      stream.pause();
+      stream.end(requestEnvelope({ name: "never reads", interval: { seconds: 0n, nanos: 0 } }));
+      await eventually(() => srv.server.streams.messagesSent > 0, 2000, "the first message");
+      await settled(() => srv.server.streams.messagesSent, 200, 10_000, "the generator to block on the window");
+      const started = performance.now();
+      assert.equal(await srv.server.shutdown(), false, "had to destroy what did not close");
+      const took = performance.now() - started;
+      assert.ok(took >= 250 && took < 3000, `shut down after ${took} ms`);
+      assert.equal(srv.server.streams.liveCount, 0);
+      const ended = srv.logs.find((l) => l.msg === "stream ended" && l.name === "never reads");
+      assert.equal(ended?.reason, "shutdown");
+      session.destroy();
+    });
+  }
 });
