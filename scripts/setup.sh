@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the benchmark use (a fresh
-# machine has none of them). Idempotent: skips what is already there.
+# machine has none of them); `npm test` runs it first. Quick when everything is
+# there: one dpkg-query. Where it cannot install (not root and no passwordless
+# sudo, no apt-get, apt-get fails) it stops with one line naming what is
+# missing and the command that installs it, and exit status 1.
+#
+#   bash scripts/setup.sh           install what is missing
+#   bash scripts/setup.sh --check   only report what is missing
 set -euo pipefail
 
 packages=(
@@ -20,15 +26,48 @@ packages=(
   chromium            # the browser test (test/browser.test.ts), driven by playwright-core
 )
 
+check_only=false
+case "${1:-}" in
+  "") ;;
+  --check) check_only=true ;;
+  *) echo "usage: bash scripts/setup.sh [--check]" >&2; exit 2 ;;
+esac
+
+# "ii": installed and configured. `dpkg -s` would also accept a package removed
+# with its configuration files left behind.
+installed=" $(dpkg-query -W -f='${Package}:${db:Status-Abbrev} ' "${packages[@]}" 2>/dev/null || true)"
 missing=()
 for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  [[ "$installed" == *" $p:ii "* ]] || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: system packages ready"
+  exit 0
 fi
-echo "setup: system packages ready"
+
+sudo=""
+if [ "$EUID" -ne 0 ]; then sudo="sudo "; fi
+install="${sudo}apt-get update && ${sudo}apt-get install -y --no-install-recommends ${missing[*]}"
+stop() {
+  echo "setup: missing Debian packages: ${missing[*]}$1; install them with: $install" >&2
+  exit 1
+}
+
+if $check_only; then stop ""; fi
+# dpkg-query honours DPKG_ADMINDIR and so do apt's dpkg runs: installing with
+# it pointed elsewhere would unpack into / behind the system database's back.
+if [ -n "${DPKG_ADMINDIR:-}" ]; then stop ", and DPKG_ADMINDIR is set (unset it to install)"; fi
+command -v apt-get >/dev/null || stop ", and no apt-get here"
+if [ -n "$sudo" ] && ! { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }; then
+  stop ", and this is not root and has no passwordless sudo"
+fi
+
+echo "setup: installing ${missing[*]}"
+log=$(mktemp -t setup-apt.XXXXXX)
+if ${sudo}apt-get update -qq >"$log" 2>&1 &&
+  ${sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+  rm -f "$log"
+  echo "setup: system packages ready"
+else
+  stop ", and apt-get failed (its output is in $log)"
+fi

@@ -1,15 +1,20 @@
-import { ConfigError, parseConfig } from "./config.js";
+import { ConfigError, configHelp, parseConfig } from "./config.js";
 import { createLogger } from "./log.js";
 import { createServer } from "./server.js";
 
 // The entry point: configuration, build, listen, signals. Nothing imports it.
 
+const argv = process.argv.slice(2);
+if (argv.includes("--help") || argv.includes("-h")) {
+  process.stdout.write(configHelp());
+  process.exit(0);
+}
 let config: ReturnType<typeof parseConfig>;
 try {
-  config = parseConfig(process.argv.slice(2));
+  config = parseConfig(argv);
 } catch (e) {
   if (!(e instanceof ConfigError)) throw e;
-  process.stderr.write(`configuration error: ${e.message}\n`);
+  process.stderr.write(`configuration error: ${e.message}\n${configHelp().split("\n")[0]} (--help lists every flag)\n`);
   process.exit(2);
 }
 

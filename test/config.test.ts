@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { ConfigError, defaults, parseConfig } from "../src/config.js";
+import { ConfigError, defaults, type OptionSpec, options, parseConfig } from "../src/config.js";
 import { bufferedStdout, createLogger } from "../src/log.js";
 import { eventually } from "./support/server.js";
 
@@ -39,12 +39,40 @@ describe("parseConfig()", () => {
       );
     }
   });
-  it("should list every flag in the README's configuration table", () => {
-    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-    const source = readFileSync(new URL("../src/config.ts", import.meta.url), "utf8");
-    const flags = [...source.matchAll(/^ {2}"?([a-z][a-z0-9-]*)"?: \{ type: "(string|boolean)"/gm)].map((m) => m[1]);
+  it("should say what it expected, in the words it always used", () => {
+    for (const [args, message] of [
+      [["--port", "70000"], '--port: expected a whole number from 0 to 65535, got "70000"'],
+      [
+        ["--shutdown-grace", "11m"],
+        '--shutdown-grace: expected a duration such as 250ms, 2s or 1m, at most 600s, got "11m"',
+      ],
+      [["--heartbeat", "0s"], "--heartbeat: must be longer than 0s"],
+      [["--metrics", "yes"], '--metrics: expected one of on, off, got "yes"'],
+      [["--log-format", "xml"], '--log-format: expected one of json, pretty, auto, got "xml"'],
+      [
+        ["--cors-origin", "https://a.example/"],
+        '--cors-origin: expected an origin such as https://example.com:8443, got "https://a.example/"',
+      ],
+      [["--tls-key", "k.pem"], "--tls-cert and --tls-key go together"],
+    ] as const) {
+      assert.throws(() => parseConfig([...args], {}), { name: "Error", message });
+    }
+  });
+  it("should read back every default as the docs and --help show it, from its environment variable", () => {
+    const env: Record<string, string> = {};
+    for (const o of Object.values(options) as OptionSpec<unknown>[]) {
+      if (o.default !== undefined && !(Array.isArray(o.default) && o.default.length === 0)) {
+        env[o.env] = o.kind.show(o.default);
+      }
+    }
+    assert.ok(Object.keys(env).length >= 15);
+    assert.deepEqual(parseConfig([], env), defaults);
+  });
+  it("should list every flag in docs/operations.md's configuration table", () => {
+    const page = readFileSync(new URL("../docs/operations.md", import.meta.url), "utf8");
+    const flags = Object.values(options).map((o) => o.flag);
     assert.ok(flags.length > 10);
-    for (const flag of flags) assert.ok(readme.includes(`\`--${flag}\``), `README lacks --${flag}`);
+    for (const flag of flags) assert.match(page, new RegExp(`^\\| \`--${flag}\``, "m"), `the table lacks --${flag}`);
   });
 });
 

@@ -39,7 +39,10 @@ try {
 } catch (e) {
   fail(`${e instanceof Error ? e.message : String(e)}\n${usage}`, 2);
 }
-if (args.help) fail(usage, 0);
+if (args.help) {
+  process.stdout.write(`${usage}\n`);
+  process.exit(0);
+}
 
 const protocol = args.protocol;
 if (protocol !== "connect" && protocol !== "grpc" && protocol !== "grpcweb") {
