@@ -24,6 +24,7 @@ packages=(
   protoc-gen-go       # Go message stubs
   protoc-gen-go-grpc  # Go service stubs
   chromium            # the browser test (test/browser.test.ts), driven by playwright-core
+  prometheus          # promtool and a real Prometheus (test/prometheus.test.ts, deploy/prometheus/)
 )
 
 check_only=false
