@@ -18,6 +18,7 @@ packages=(
   protoc-gen-go       # Go message stubs
   protoc-gen-go-grpc  # Go service stubs
   chromium            # the browser test (test/browser.test.ts), driven by playwright-core
+  nginx               # the load balancer of deploy/nginx/ (test/nginx.test.ts runs it as this user, on loopback)
 )
 
 missing=()
