@@ -24,6 +24,11 @@ interface Command {
 const commands: Command[] = [
   { title: "`node dist/main.js` (production)", argv: [process.execPath, "dist/main.js", ...serverArgs], group: false },
   {
+    title: "`node dist/src/main.js` (production, source maps off)",
+    argv: [process.execPath, "dist/src/main.js", ...serverArgs],
+    group: false,
+  },
+  {
     title: "`node --import tsx src/main.ts` (no npm, no page build)",
     argv: [process.execPath, "--import", "tsx", "src/main.ts", ...serverArgs],
     group: false,

@@ -14,7 +14,7 @@ export interface Proc {
   readonly stderr: () => string;
   /** Resolves with the first stdout line that matches. */
   waitForLine(match: (line: string) => boolean, timeoutMs?: number): Promise<string>;
-  /** Resolves once `check` holds, checked at every new stdout line. */
+  /** Resolves once `check` holds, checked at every new stdout line and stderr chunk. */
   waitUntil(check: () => boolean, timeoutMs?: number): Promise<void>;
   /** Resolves with the exit code (or the signal's name). */
   readonly exited: Promise<number | string>;
@@ -44,6 +44,7 @@ export function startCommand(command: string, args: string[], options: CommandOp
   let stderr = "";
   child.stderr?.on("data", (c: Buffer) => {
     stderr += c.toString();
+    for (const w of waiters) w();
   });
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
     lines.push(line);
