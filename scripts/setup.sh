@@ -25,6 +25,7 @@ packages=(
   protoc-gen-go-grpc  # Go service stubs
   chromium            # the browser test (test/browser.test.ts), driven by playwright-core
   prometheus          # promtool and a real Prometheus (test/prometheus.test.ts, deploy/prometheus/)
+  nginx               # the load balancer of deploy/nginx/ (test/nginx.test.ts runs it as this user, on loopback)
 )
 
 check_only=false

@@ -3,8 +3,9 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 // Bundles the page with esbuild into web/dist/ (served by src/static-page.ts):
 // app.js from main.ts with everything it imports, so the page needs no CDN
-// and works offline. Runs from "prepare" (npm install / npm ci) and
-// "prestart", and from the browser test.
+// and works offline. Runs from "prestart" (npm start), from the browser test,
+// and from `npm run build` into dist/web/dist/. Not from "prepare": a
+// production install (`npm ci --omit=dev`) has no esbuild and builds nothing.
 
 const webDir = fileURLToPath(new URL(".", import.meta.url));
 
@@ -26,14 +27,5 @@ export async function buildWeb(outdir = `${webDir}dist`): Promise<void> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  try {
-    await buildWeb();
-  } catch (e) {
-    // `npm ci --omit=dev` runs "prepare" without esbuild: install what there is, without the page.
-    if ((e as { code?: string }).code === "ERR_MODULE_NOT_FOUND") {
-      process.stderr.write("build:web: esbuild is not installed, web/dist/ not built\n");
-    } else {
-      throw e;
-    }
-  }
+  await buildWeb();
 }

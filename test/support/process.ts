@@ -14,16 +14,29 @@ export interface Proc {
   readonly stderr: () => string;
   /** Resolves with the first stdout line that matches. */
   waitForLine(match: (line: string) => boolean, timeoutMs?: number): Promise<string>;
-  /** Resolves once `check` holds, checked at every new stdout line. */
+  /** Resolves once `check` holds, checked at every new stdout line and stderr chunk. */
   waitUntil(check: () => boolean, timeoutMs?: number): Promise<void>;
   /** Resolves with the exit code (or the signal's name). */
   readonly exited: Promise<number | string>;
 }
 
+/** A TypeScript file of this repository, run through tsx as `npm start` does. */
 export function startProcess(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
-    cwd: root,
-    env: { ...process.env, ...env },
+  return startCommand(process.execPath, ["--import", "tsx", script, ...args], { env });
+}
+
+export interface CommandOptions {
+  /** Working directory. Default the repository's root. */
+  cwd?: string;
+  /** Added to this process's environment; an undefined value removes the variable. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Any program, as it is: the child is exactly the process that `command` names. */
+export function startCommand(command: string, args: string[], options: CommandOptions = {}): Proc {
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? root,
+    env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];
@@ -31,6 +44,7 @@ export function startProcess(script: string, args: string[], env: NodeJS.Process
   let stderr = "";
   child.stderr?.on("data", (c: Buffer) => {
     stderr += c.toString();
+    for (const w of waiters) w();
   });
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
     lines.push(line);
@@ -84,7 +98,12 @@ export async function startServerProcess(args: string[] = [], port = 0): Promise
   const proc = startProcess("src/main.ts", ["--host", "127.0.0.1", "--port", String(port), ...args], {
     LOG_FORMAT: "json",
   });
-  const line = await proc.waitForLine((l) => l.includes('"listening on '));
+  return listening(proc);
+}
+
+/** Resolves once a server started with LOG_FORMAT=json logged where it listens. */
+export async function listening(proc: Proc, timeoutMs?: number): Promise<ServerProc> {
+  const line = await proc.waitForLine((l) => l.includes('"listening on '), timeoutMs);
   const bound = Number(JSON.parse(line).port);
   return { ...proc, port: bound, url: `http://127.0.0.1:${bound}` };
 }
