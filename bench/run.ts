@@ -5,9 +5,11 @@ import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { options as serverOptions } from "../src/config.js";
+import { roads as fairnessRoads, type Road } from "../test/support/fast-readers.js";
+import { GOOD_INTERVAL_MS, measureFairness } from "./fairness.js";
 import { runH2load } from "./h2load.js";
 import type { ClientTask, Protocol } from "./load-client.js";
-import { pinning, runLoad, type ServerProcess, startServer } from "./processes.js";
+import { LOAD_CORE, pinning, runLoad, type ServerProcess, startServer } from "./processes.js";
 import { type FigureSpec, type RowSpec, type Samples, summarize, table } from "./report.js";
 import { encodeRequest, encodeResponseFrame, envelope, maxFrameSize } from "./wire.js";
 
@@ -68,6 +70,7 @@ const sizes = quick
       idleStreams: 1000,
       idleSettleMs: 1000,
       idleWindowMs: 2000,
+      fairnessReaders: [1],
       timeoutMs: 30_000,
     }
   : {
@@ -81,6 +84,7 @@ const sizes = quick
       idleStreams: 10_000,
       idleSettleMs: 3000,
       idleWindowMs: 10_000,
+      fairnessReaders: [1, 10, 100],
       timeoutMs: 120_000,
     };
 if (flags.runs !== undefined) sizes.runs = Number(flags.runs);
@@ -170,6 +174,33 @@ const latencyFigures: FigureSpec[] = [
   { key: "idleKiB", title: "idle memory per stream", unit: "KiB", better: "lower", digits: 1 },
   { key: "idleCpu", title: "idle server CPU", unit: "% of a core", better: "lower", digits: 1 },
 ];
+
+/** Figure 6 runs on our server only; with --fast-path off only gRPC takes another road. */
+function fairnessRoadsFor(row: Row): readonly Road[] {
+  if (row.key === "ours") return fairnessRoads;
+  if (row.key === "stock") return ["grpc"];
+  return [];
+}
+const fairKey = (road: Road, count: number, what: "gap" | "healthz") => `fair_${road}_${count}_${what}`;
+
+/** Figure 6 as a table: a line per road (and row), a column pair per reader count. */
+function fairnessTable(summary: ReturnType<typeof summarize>): string {
+  const head = `| road | ${sizes.fairnessReaders.map((n) => `${n} reader${n === 1 ? "" : "s"}: worst gap, ms ↓ | worst /healthz, ms ↓`).join(" | ")} |`;
+  const rule = `|---|${sizes.fairnessReaders.map(() => "---:|---:").join("|")}|`;
+  const lines: string[] = [];
+  for (const row of rows) {
+    for (const road of fairnessRoadsFor(row)) {
+      const cells = sizes.fairnessReaders.flatMap((n) =>
+        (["gap", "healthz"] as const).map((w) => {
+          const v = summary[row.key]?.[fairKey(road, n, w)]?.median;
+          return v === undefined ? "n/a" : v.toFixed(0);
+        }),
+      );
+      lines.push(`| ${road}${row.key === "stock" ? " (--fast-path off)" : ""} | ${cells.join(" | ")} |`);
+    }
+  }
+  return [head, rule, ...lines].join("\n");
+}
 
 const samples: Samples = Object.fromEntries(rows.map((r) => [r.key, {}]));
 const failures: string[] = [];
@@ -435,6 +466,27 @@ for (let run = 1; run <= sizes.runs; run++) {
         `  idle ${sizes.idleStreams} x ${IDLE_INTERVAL_MS} ms: ${fmt(r.perStreamKiB)} KiB/stream, CPU ${fmt(r.cpuPct)}%`,
       );
     });
+    const fairRoads = fairnessRoadsFor(row);
+    if (fairRoads.length === 0) continue;
+    await withServer(row, "fairness", async (server) => {
+      const live = async () => {
+        const text = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+        return text
+          .split("\n")
+          .filter((l) => l.startsWith("streams_live{"))
+          .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+      };
+      for (const road of fairRoads) {
+        for (const count of sizes.fairnessReaders) {
+          const r = await measureFairness(server.port, road, count, pinning ? LOAD_CORE : undefined, live);
+          record(row.key, fairKey(road, count, "gap"), r.worstGapMs);
+          record(row.key, fairKey(road, count, "healthz"), r.worstHealthzMs);
+          log(
+            `  fairness ${road} x ${count}: worst gap ${fmt(r.worstGapMs)} ms, worst /healthz ${fmt(r.worstHealthzMs)} ms`,
+          );
+        }
+      }
+    });
   }
 }
 const elapsedS = (performance.now() - started) / 1000;
@@ -487,6 +539,10 @@ const md = [
   table(loggingRows, floodFigures.slice(0, 2), summary),
   "",
   `on/off: 1 stream ${ratio(summary.ours?.grpc1?.median, summary.quiet?.grpc1?.median)}, 100 streams ${ratio(summary.ours?.grpc100?.median, summary.quiet?.grpc100?.median)}`,
+  "",
+  `**6. Fairness** (N curl processes read interval-0 streams on one road as fast as they can; beside them a client streams at ${GOOD_INTERVAL_MS} ms and /healthz is probed every 50 ms on fresh connections; a 100 ms gap is on time)`,
+  "",
+  fairnessTable(summary),
   ...(notes.length > 0 ? ["", ...notes.map((n) => `- ${n}`)] : []),
   ...(failures.length > 0 ? ["", "**Failures:**", ...failures.map((f) => `- ${f.split("\n")[0]}`)] : []),
   "",

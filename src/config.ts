@@ -207,6 +207,30 @@ export const options = {
     default: 5000,
     doc: "an idle HTTP/1.1 keep-alive connection is closed after this",
   }),
+  h2IdleTimeoutMs: option(duration(24 * HOUR), {
+    flag: "h2-idle-timeout",
+    env: "H2_IDLE_TIMEOUT",
+    default: MINUTE,
+    doc: "an HTTP/2 connection with no open stream for this long gets GOAWAY and is closed; 0s never",
+  }),
+  h2PingIntervalMs: option(duration(24 * HOUR), {
+    flag: "h2-ping-interval",
+    env: "H2_PING_INTERVAL",
+    default: 30_000,
+    doc: "each HTTP/2 connection is sent a PING this often, and a second after it turns idle; 0s never",
+  }),
+  h2PingTimeoutMs: option(duration(10 * MINUTE, { positive: true }), {
+    flag: "h2-ping-timeout",
+    env: "H2_PING_TIMEOUT",
+    default: 10_000,
+    doc: "an HTTP/2 connection that leaves a PING unanswered this long is closed",
+  }),
+  h2MaxResets: option(wholeNumber(1, 1_000_000), {
+    flag: "h2-max-resets",
+    env: "H2_MAX_RESETS",
+    default: 200,
+    doc: "streams one HTTP/2 connection may reset within 10s; past that GOAWAY ENHANCE_YOUR_CALM and close",
+  }),
   logLevel: option(oneOf<LogLevel>(["debug", "info", "warn", "error", "silent"]), {
     flag: "log-level",
     env: "LOG_LEVEL",

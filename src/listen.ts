@@ -4,6 +4,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { Config } from "./config.js";
 import type { Logger } from "./log.js";
+import { guardSession } from "./session-guard.js";
 
 // One port for every client. Cleartext: HTTP/2 with prior knowledge (what gRPC
 // clients send) and HTTP/1.1 (curl, browsers, proxies) are told apart by the
@@ -57,6 +58,13 @@ export async function listen(
     session.once("close", () => sessions.delete(session));
     // A peer's protocol error ends its session, never the process.
     session.on("error", (err) => logger.debug("http2 session error", { error: err.message }));
+    guardSession(session, {
+      idleTimeoutMs: config.h2IdleTimeoutMs,
+      pingIntervalMs: config.h2PingIntervalMs,
+      pingTimeoutMs: config.h2PingTimeoutMs,
+      maxResets: config.h2MaxResets,
+      logger,
+    });
   };
 
   let outer: net.Server;
@@ -91,9 +99,9 @@ export async function listen(
     const h2 = http2.createServer(http2Options, endUnreadRequests(handler));
     if (takeStream) divertStreams(h2, takeStream);
     h2.on("session", onSession);
-    h1.on("clientError", (err: Error, socket: net.Socket) => {
-      logger.debug("http1 client error", { error: err.message });
-      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    h1.on("clientError", (err: Error & { code?: string }, socket: net.Socket) => {
+      logger.debug("http1 client error", { error: err.message, code: err.code });
+      if (socket.writable) socket.end(clientErrorResponse(err.code));
       else socket.destroy();
     });
     // h1 never listens itself (it gets sockets from the sniffer), but Node only
@@ -123,6 +131,30 @@ export async function listen(
     http1,
     stopAccepting: () => new Promise((resolve) => outer.close(() => resolve())),
   };
+}
+
+/**
+ * The answer to a request Node's HTTP/1.1 parser gave up on, in the JSON
+ * error shape of GET /stream, with the status Node's own default handler
+ * would pick: 408 for a head or body that came too slowly, 431 for a head
+ * (a long query string among it) past the size limit, 400 for the rest.
+ */
+function clientErrorResponse(code: string | undefined): string {
+  const [status, reason, body] =
+    code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? [408, "Request Timeout", { code: "deadline_exceeded", message: "the request did not arrive in time" }]
+      : code === "HPE_HEADER_OVERFLOW"
+        ? [
+            431,
+            "Request Header Fields Too Large",
+            { code: "resource_exhausted", message: "the request line and headers are too large" },
+          ]
+        : [400, "Bad Request", { code: "invalid_argument", message: "malformed HTTP request" }];
+  const json = JSON.stringify(body);
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`
+  );
 }
 
 /**

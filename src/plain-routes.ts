@@ -12,9 +12,24 @@ export type PlainHandler = (req: NodeRequest, res: NodeResponse) => void;
 export class PlainRoutes {
   private readonly routes = new Map<string, PlainHandler>();
 
-  /** Serves `path` (exact match, query string ignored) with `handler`. */
-  add(path: string, handler: PlainHandler): this {
-    this.routes.set(path, handler);
+  /**
+   * Serves `path` (exact match, query string ignored) with `handler`. With
+   * `methods`, any other method gets 405 and an Allow header before the
+   * handler sees it.
+   */
+  add(path: string, handler: PlainHandler, methods?: readonly string[]): this {
+    if (methods === undefined) {
+      this.routes.set(path, handler);
+      return this;
+    }
+    const allow = methods.join(", ");
+    this.routes.set(path, (req, res) => {
+      if (req.method !== undefined && methods.includes(req.method)) {
+        handler(req, res);
+        return;
+      }
+      sendJsonError(res, 405, "unimplemented", `method ${req.method} not allowed on ${path}; use ${allow}`, { allow });
+    });
     return this;
   }
 

@@ -52,9 +52,11 @@ export function createServer(config: Config, logger: Logger): Server {
     file_grpc_reflection_v1alpha_reflection,
   ]);
   const plain = new PlainRoutes();
-  plain.add("/healthz", handleHealthz);
-  plain.add("/readyz", createReadyzHandler(health));
-  if (metrics) plain.add("/metrics", metrics.handle);
+  // Probes and scrapers read; nothing else has a meaning here (TRACE least of all).
+  const readOnly = ["GET", "HEAD"];
+  plain.add("/healthz", handleHealthz, readOnly);
+  plain.add("/readyz", createReadyzHandler(health), readOnly);
+  if (metrics) plain.add("/metrics", metrics.handle, readOnly);
   plain.add("/stream", createHttpStreamRoute({ streams, heartbeatMs: config.heartbeatMs }));
   for (const [path, route] of createStaticPageRoutes()) plain.add(path, route);
   const handler = withCors(

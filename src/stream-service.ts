@@ -3,6 +3,7 @@ import type { StreamResponse } from "../gen/stream/v1/stream_pb.js";
 import { greetingText, planStream, type StreamParams } from "./greeting.js";
 import type { Logger } from "./log.js";
 import { Pacer } from "./pacer.js";
+import { TurnBudget } from "./turn-budget.js";
 
 // The one stream implementation. Every entry (the RPC on any protocol, the
 // plain HTTP route) calls open(): validation, pacing, limits, logging and the
@@ -43,6 +44,8 @@ export interface StreamServiceOptions {
   defaultIntervalMs?: number;
   /** Streams open at once; past it open() fails with RESOURCE_EXHAUSTED. Default 50000. */
   maxStreams?: number;
+  /** How long all streams together may run in one turn of the event loop before yielding to I/O. Default 10. */
+  turnSliceMs?: number;
   logger: Logger;
   observer?: StreamObserver;
 }
@@ -56,6 +59,7 @@ export const shutdownError = new ConnectError("server is shutting down", Code.Un
 
 export class StreamService {
   readonly pacer = new Pacer();
+  private readonly budget: TurnBudget;
   private readonly live = new Set<LiveStream>();
   private readonly defaultIntervalMs: number;
   private readonly maxStreams: number;
@@ -68,6 +72,7 @@ export class StreamService {
   constructor(options: StreamServiceOptions) {
     this.defaultIntervalMs = options.defaultIntervalMs ?? 2000;
     this.maxStreams = options.maxStreams ?? 50_000;
+    this.budget = new TurnBudget(options.turnSliceMs ?? 10);
     this.logger = options.logger;
     this.observer = options.observer;
   }
@@ -159,6 +164,10 @@ export class StreamService {
     try {
       let due = performance.now();
       for (let counter = plan.first; ; counter++) {
+        // Every road pulls its messages through here, so this one check keeps
+        // every road fair: no stream, on any protocol, holds the loop.
+        const turn = this.budget.take();
+        if (turn !== undefined) await turn;
         const abortReason = self.stopReason ?? (signal.aborted ? signal.reason : undefined);
         if (abortReason !== undefined) throw abortReason;
         yield greeting(plan.name, counter);

@@ -26,6 +26,7 @@ const expectedRecipes: Record<string, number> = {
   "README.md": 3,
   "docs/architecture.md": 0,
   "docs/clients.md": 7,
+  "docs/deploy.md": 0,
   "docs/http.md": 3,
   "docs/operations.md": 5,
   "docs/performance.md": 0,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import * as http from "node:http";
+import * as http2 from "node:http2";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -36,15 +37,39 @@ function grpcJsCheck(client: GrpcJsHealth, service: string): Promise<string> {
   });
 }
 
-/** GET over a connection that closes after the response, so shutdown has no idle keep-alive socket to wait for. */
-function getStatus(url: string): Promise<number> {
+/** GET (or `method`) over a connection that closes after the response, so shutdown has no idle keep-alive socket to wait for. */
+async function getStatus(url: string, method = "GET"): Promise<number> {
+  return (await request1(url, method)).status;
+}
+
+function request1(url: string, method: string): Promise<{ status: number; allow: string | undefined; body: string }> {
   return new Promise((resolve, reject) => {
     http
-      .get(url, { agent: false }, (res) => {
-        res.resume();
-        res.on("end", () => resolve(res.statusCode ?? 0));
+      .request(url, { method, agent: false }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => {
+          body += c;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, allow: res.headers.allow, body }));
       })
-      .on("error", reject);
+      .on("error", reject)
+      .end();
+  });
+}
+
+function request2(url: string, path: string, method: string): Promise<{ status: number; allow: unknown }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(url);
+    session.on("error", reject);
+    const req = session.request({ ":method": method, ":path": path });
+    req.on("response", (headers) => {
+      resolve({ status: Number(headers[":status"]), allow: headers.allow });
+      session.close();
+    });
+    req.on("error", reject);
+    req.resume();
+    req.end();
   });
 }
 
@@ -144,6 +169,21 @@ describe("grpc.health.v1.Health", () => {
       assert.equal(await getStatus(`${srv.url}/healthz`), 200);
       assert.equal(await getStatus(`${srv.url}/readyz`), 200);
     });
+
+    for (const path of ["/healthz", "/readyz", "/metrics"]) {
+      it(`should answer HEAD ${path} with 200, and other methods with 405 and Allow, over HTTP/1.1 and HTTP/2`, async () => {
+        assert.equal(await getStatus(`${srv.url}${path}`, "HEAD"), 200);
+        for (const method of ["TRACE", "POST", "DELETE"]) {
+          const h1 = await request1(`${srv.url}${path}`, method);
+          assert.equal(h1.status, 405, `${method} ${path}`);
+          assert.equal(h1.allow, "GET, HEAD");
+          assert.equal(JSON.parse(h1.body).code, "unimplemented");
+        }
+        const h2 = await request2(srv.url, path, "TRACE");
+        assert.equal(h2.status, 405);
+        assert.equal(h2.allow, "GET, HEAD");
+      });
+    }
   });
 
   describe("when shutdown starts", () => {

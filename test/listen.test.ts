@@ -28,6 +28,11 @@ function rawExchange(port: number, bytes: string | undefined): Promise<{ reply: 
   });
 }
 
+/** The JSON body of a raw HTTP/1.1 reply. */
+function jsonBody(reply: string): unknown {
+  return JSON.parse(reply.slice(reply.indexOf("\r\n\r\n") + 4));
+}
+
 describe("one port", () => {
   let srv: TestServer;
   before(async () => {
@@ -46,15 +51,32 @@ describe("one port", () => {
     assert.ok(closedAfterMs >= 250 && closedAfterMs < 5000, `closed after ${closedAfterMs} ms`);
   });
 
-  it("should close an HTTP/1.1 connection whose request head never completes", async () => {
+  it("should answer 408 with a JSON error and close an HTTP/1.1 connection whose request head never completes", async () => {
     const { reply, closedAfterMs } = await rawExchange(srv.port, "GET /stream HTTP/1.1\r\nHost: x\r\n");
-    assert.match(reply, /^(HTTP\/1\.1 408 |)/);
+    assert.match(reply, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.match(reply, /\r\ncontent-type: application\/json\r\n/i);
+    assert.deepEqual(jsonBody(reply), { code: "deadline_exceeded", message: "the request did not arrive in time" });
     assert.ok(closedAfterMs >= 250 && closedAfterMs < 5000, `closed after ${closedAfterMs} ms`);
+  });
+
+  it("should answer 431 with a JSON error to a 1 MB query string, and keep serving", async () => {
+    const { reply } = await rawExchange(
+      srv.port,
+      `GET /stream?name=${"a".repeat(1 << 20)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    assert.match(reply, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    assert.deepEqual(jsonBody(reply), {
+      code: "resource_exhausted",
+      message: "the request line and headers are too large",
+    });
+    const { reply: ok } = await rawExchange(srv.port, "GET /healthz HTTP/1.0\r\n\r\n");
+    assert.match(ok, /^HTTP\/1\.1 200 /);
   });
 
   it("should answer 400 to bytes that are not HTTP, and keep serving", async () => {
     const { reply } = await rawExchange(srv.port, "\x16\x03\x01garbage that is not http\r\n\r\n");
-    assert.match(reply, /^HTTP\/1\.1 400 /);
+    assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.deepEqual(jsonBody(reply), { code: "invalid_argument", message: "malformed HTTP request" });
     const { reply: h2garbage } = await rawExchange(
       srv.port,
       "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff",

@@ -7,6 +7,7 @@ import { StreamService } from "../gen/stream/v1/stream_pb.js";
 import { ConfigError, parseConfig } from "../src/config.js";
 import { durationFromMs } from "../src/duration.js";
 import { grpcCall, grpcStatusOf, requestEnvelope } from "./support/h2-grpc.js";
+import { sample, total } from "./support/metrics-text.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
 
 /** GET over a connection that closes after the response (no keep-alive socket left for shutdown to wait on). */
@@ -26,19 +27,6 @@ function get(url: string): Promise<{ status: number; type: string; body: string 
 }
 
 /** The value of one sample in Prometheus text, e.g. sample(text, 'streams_ended_total{reason="limit"}'); 0 when absent. */
-function sample(text: string, series: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
-
-/** The sum of every sample of one metric, over all its label values; 0 when it has none. */
-function total(text: string, name: string): number {
-  return text
-    .split("\n")
-    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
-    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
-}
-
 async function scrape(srv: TestServer): Promise<string> {
   const res = await get(`${srv.url}/metrics`);
   assert.equal(res.status, 200);

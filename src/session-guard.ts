@@ -1,0 +1,152 @@
+import * as http2 from "node:http2";
+import type { Logger } from "./log.js";
+
+// Every HTTP/2 session gets an end. Node leaves three kinds open for good:
+// - When nghttp2 ends a session for a peer's protocol violation (a header
+//   block too large, a frame too long, its own rapid-reset limit), it sends
+//   GOAWAY and stops reading, but tells JavaScript nothing and never closes
+//   the socket. Its open streams stay open, and so does the socket, in
+//   CLOSE-WAIT once the peer gives up. Such a session still takes PINGs and
+//   never answers them: a PING without an ACK is how we find it.
+// - A peer that resets streams as fast as it opens them (CVE-2023-44487)
+//   costs a stream's setup each time; nghttp2 stops it only after 1,000.
+// - A session with no stream at all is kept forever.
+//
+// So each session gets an idle timer (no open stream for idleTimeoutMs:
+// GOAWAY, close), a PING every pingIntervalMs and, sooner, a second after it
+// turns idle (no ACK within pingTimeoutMs: destroy), and a budget of stream
+// resets (past it: GOAWAY ENHANCE_YOUR_CALM, destroy).
+
+export interface SessionGuardOptions {
+  /** A session with no open stream for this long gets GOAWAY and is closed; 0 never. */
+  idleTimeoutMs: number;
+  /** Each session is sent a PING this often; 0 never (and no probe when idle either). */
+  pingIntervalMs: number;
+  /** A PING not acknowledged within this time destroys the session. */
+  pingTimeoutMs: number;
+  /** Streams a peer may reset within resetWindowMs; past that the session is cut. */
+  maxResets: number;
+  /** The window of maxResets. Default 10000. */
+  resetWindowMs?: number;
+  logger: Logger;
+  /** Called once per session that the guard itself ends, with why. */
+  onCut?: (reason: CutReason) => void;
+}
+
+export type CutReason = "idle" | "ping_timeout" | "resets" | "session_error";
+
+/** After a session turns idle, how soon it is probed: one that went quiet because nghttp2 ended it is found fast. */
+const IDLE_PROBE_DELAY_MS = 1000;
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+
+export function guardSession(session: http2.ServerHttp2Session, options: SessionGuardOptions): void {
+  const resetWindowMs = options.resetWindowMs ?? 10_000;
+  let open = 0;
+  let resetTokens = options.maxResets;
+  let resetCheckedAt = performance.now();
+  let idleTimer: NodeJS.Timeout | undefined;
+  let pingTimer: NodeJS.Timeout | undefined;
+  let pingDue = Number.POSITIVE_INFINITY;
+  let awaitingAck: NodeJS.Timeout | undefined;
+  let ended = false;
+
+  const peer = () => {
+    const socket = session.socket as { remoteAddress?: string; remotePort?: number } | undefined;
+    return `${socket?.remoteAddress ?? "unknown"}:${socket?.remotePort ?? 0}`;
+  };
+
+  const stopTimers = () => {
+    ended = true;
+    clearTimeout(idleTimer);
+    clearTimeout(pingTimer);
+    clearTimeout(awaitingAck);
+  };
+
+  const cut = (reason: CutReason, how: () => void) => {
+    if (ended || session.destroyed) return;
+    stopTimers();
+    options.onCut?.(reason);
+    const level = reason === "resets" || reason === "session_error" ? "warn" : "debug";
+    options.logger[level]("http2 connection closed", { peer: peer(), reason, open_streams: open });
+    how();
+  };
+
+  const schedulePing = (inMs: number) => {
+    if (options.pingIntervalMs <= 0 || ended) return;
+    const due = performance.now() + inMs;
+    // One PING at a time: an earlier one outstanding or already due sooner stays.
+    if (awaitingAck !== undefined || due >= pingDue) return;
+    clearTimeout(pingTimer);
+    pingDue = due;
+    pingTimer = setTimeout(sendPing, inMs).unref();
+  };
+
+  const sendPing = () => {
+    pingDue = Number.POSITIVE_INFINITY;
+    if (ended || session.destroyed) return;
+    awaitingAck = setTimeout(() => cut("ping_timeout", () => session.destroy()), options.pingTimeoutMs).unref();
+    try {
+      session.ping((err) => {
+        clearTimeout(awaitingAck);
+        awaitingAck = undefined;
+        // An error here means the session is going anyway (closed, destroyed).
+        if (err === null) schedulePing(options.pingIntervalMs);
+      });
+    } catch {
+      // Too many PINGs outstanding, or the session is closing: the timer decides.
+    }
+  };
+
+  const armIdle = () => {
+    if (options.idleTimeoutMs > 0) {
+      idleTimer = setTimeout(
+        () =>
+          cut("idle", () => {
+            // GOAWAY NO_ERROR; with no stream open Node then destroys the session.
+            session.close();
+          }),
+        options.idleTimeoutMs,
+      ).unref();
+    }
+    schedulePing(IDLE_PROBE_DELAY_MS);
+  };
+
+  const onReset = () => {
+    const now = performance.now();
+    resetTokens = Math.min(
+      options.maxResets,
+      resetTokens + ((now - resetCheckedAt) * options.maxResets) / resetWindowMs,
+    );
+    resetCheckedAt = now;
+    resetTokens -= 1;
+    if (resetTokens >= 0) return;
+    cut("resets", () => {
+      // Sent now, while nghttp2 may still be working through the same read:
+      // it refuses the rest of the burst, and this GOAWAY is the first the peer sees.
+      session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+      setImmediate(() => session.destroy());
+    });
+  };
+
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    open++;
+    clearTimeout(idleTimer);
+    stream.once("close", () => {
+      open--;
+      // A session that is going takes its streams with it: those are no peer's resets.
+      if (ended || session.destroyed || session.closed) return;
+      if (stream.rstCode !== NGHTTP2_NO_ERROR) onReset();
+      if (open === 0 && !ended) armIdle();
+    });
+  });
+  // A frame Node could not send on the session itself (stream 0), or a
+  // session error: what is left of the session is of no use to anyone.
+  session.on("frameError", (_type: number, _code: number, streamId: number) => {
+    if (streamId === 0) cut("session_error", () => session.destroy());
+  });
+  session.on("error", () => cut("session_error", () => session.destroy()));
+  session.once("close", stopTimers);
+  armIdle();
+  schedulePing(options.pingIntervalMs);
+}
