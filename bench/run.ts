@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { options as serverOptions } from "../src/config.js";
+import { options as serverOptions } from "../src/config/config.js";
 import { roads as fairnessRoads, type Road } from "../test/support/fast-readers.js";
 import { GOOD_INTERVAL_MS, measureFairness } from "./fairness.js";
 import { runH2load } from "./h2load.js";

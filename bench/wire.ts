@@ -38,7 +38,7 @@ export function decodeRequest(bytes: Uint8Array): StreamRequest {
 }
 
 /** A message in the 5-byte envelope: the server's own encoder, nothing about it is under test here. */
-export { envelope } from "../src/grpc-envelope.js";
+export { envelope } from "../src/entries/lean-grpc/grpc-envelope.js";
 
 /** Decodes a StreamResponse payload into the fields the checks look at. */
 export function decodeResponse(payload: Uint8Array): { message: string; counter: bigint; seconds: bigint } {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { type OptionSpec, options } from "../src/config.js";
+import { type OptionSpec, options } from "../src/config/config.js";
 
 // The parts of docs/ that are written from a source rather than by hand, each
 // between `<!-- generated: NAME ... -->` and `<!-- end generated: NAME -->`.
@@ -23,7 +23,7 @@ export const generatedBlocks: GeneratedBlock[] = [
   },
 ];
 
-/** The configuration table, from the options' one declaration in src/config.ts. */
+/** The configuration table, from the options' one declaration in src/config/config.ts. */
 export function configTable(): string {
   const cell = (s: string) => s.replaceAll("|", "\\|");
   const rows = (Object.values(options) as OptionSpec<unknown>[]).map((o) => {

@@ -1,6 +1,6 @@
-import { ConfigError, configHelp, parseConfig } from "./config.js";
-import { createLogger } from "./log.js";
-import { createServer } from "./server.js";
+import { ConfigError, configHelp, parseConfig } from "./config/config.js";
+import { createLogger } from "./ops/log.js";
+import { createServer } from "./server/server.js";
 
 // The entry point: configuration, build, listen, signals. Nothing imports it.
 

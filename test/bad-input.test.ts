@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { MAX_COUNTER } from "../src/greeting.js";
+import { MAX_COUNTER } from "../src/core/greeting.js";
 import { clientCases, streamClient } from "./support/clients.js";
 import { envelopeOf, grpcCall, grpcStatusOf, requestEnvelope } from "./support/h2-grpc.js";
 import { startServer, type TestServer } from "./support/server.js";

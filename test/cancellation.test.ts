@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { durationFromMs } from "../src/duration.js";
+import { durationFromMs } from "../src/shared/duration.js";
 import { clientCases, streamClient } from "./support/clients.js";
 import { eventually, settled, startServer, type TestServer } from "./support/server.js";
 
@@ -86,7 +86,7 @@ describe("a stream that ends early", () => {
       const it = stream[Symbol.asyncIterator]();
       await it.next();
       // Stop reading while the server floods: flow control must pause the generator, not buffer.
-      const sent = await settled(() => srv.server.streams.messagesSent, 300, 10_000, "the generator to pause");
+      const sent = await settled(() => srv.server.streams.messagesSent, 300, 30_000, "the generator to pause");
       // About 900 over HTTP/2 (its windows), some 30,000-50,000 over HTTP/1.1 (the kernel's socket buffers).
       const stalled = sent - before;
       assert.ok(stalled < 200_000, `stopped after ${stalled} messages, bounded by the flow-control windows`);

@@ -19,7 +19,7 @@ describe("npm run client", () => {
     return s;
   }
   function client(args: string[]): Proc {
-    const c = startProcess("src/client/cli.ts", args);
+    const c = startProcess("src/client-main.ts", args);
     procs.push(c);
     return c;
   }

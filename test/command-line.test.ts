@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
-import { configHelp, options } from "../src/config.js";
+import { configHelp, options } from "../src/config/config.js";
 import { startProcess } from "./support/process.js";
 
 // Every command a user types, as typed (through npm), asked for help; and the
@@ -14,7 +14,7 @@ const root = new URL("..", import.meta.url);
 const entries = [
   // The server's help is derived from the options' declaration: the whole of it must reach stdout.
   { npm: ["start"], script: "src/main.ts", usage: "usage: npm start -- ", help: configHelp() },
-  { npm: ["run", "client"], script: "src/client/cli.ts", usage: "usage: npm run client -- " },
+  { npm: ["run", "client"], script: "src/client-main.ts", usage: "usage: npm run client -- " },
   { npm: ["run", "bench"], script: "bench/run.ts", usage: "usage: npm run bench -- " },
 ];
 

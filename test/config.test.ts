@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { ConfigError, defaults, type OptionSpec, options, parseConfig } from "../src/config.js";
-import { bufferedStdout, createLogger } from "../src/log.js";
+import { ConfigError, defaults, type OptionSpec, options, parseConfig } from "../src/config/config.js";
+import { bufferedStdout, createLogger } from "../src/ops/log.js";
 import { eventually } from "./support/server.js";
 
 describe("parseConfig()", () => {

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
+import * as http2 from "node:http2";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { type ConnectError, createConnectRouter } from "@connectrpc/connect";
-import { createMethodUrl } from "@connectrpc/connect/protocol";
+import { ConnectError, createConnectRouter } from "@connectrpc/connect";
+import { createMethodUrl, validateUniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import {
   contentTypeProto,
   grpcStatusOk,
@@ -15,12 +16,17 @@ import {
   parseContentType,
 } from "@connectrpc/connect/protocol-grpc";
 import { StreamRequestSchema, StreamService } from "../gen/stream/v1/stream_pb.js";
+import { MAX_COUNTER, MAX_NAME_LENGTH } from "../src/core/greeting.js";
+import type { GreetingStreams } from "../src/core/stream-service.js";
 import {
   binaryContentTypes,
+  closedStreamReason,
   compressedWithoutEncoding,
+  compressMinBytes,
   createRequestParser,
   deadlineExceeded,
   defaultAcceptCompression,
+  defaultMaxTimeoutMs,
   envelopeTooLarge,
   errorFromH2ResetCode,
   extraInput,
@@ -36,8 +42,10 @@ import {
   setTrailerStatus,
   streamPath,
   trailerOk,
-} from "../src/connect-internals.js";
-import { envelopeOf } from "./support/h2-grpc.js";
+} from "../src/entries/lean-grpc/connect-internals.js";
+import { encodeResponse } from "../src/entries/lean-grpc/grpc-envelope.js";
+import { envelopeOf, requestEnvelope } from "./support/h2-grpc.js";
+import { eventually, startServer, type TestServer } from "./support/server.js";
 
 // What src/connect-internals.ts claims about connect-es, held against
 // connect-es itself: its gRPC handler is run in memory on the same inputs,
@@ -106,6 +114,24 @@ describe("connect-internals", () => {
       defaultAcceptCompression.map((c) => c.name),
       ["gzip", "br"],
     );
+  });
+
+  it("should name connect's handler defaults: compressMinBytes and maxTimeoutMs", () => {
+    const defaults = validateUniversalHandlerOptions(undefined);
+    assert.equal(compressMinBytes, defaults.compressMinBytes);
+    assert.equal(defaultMaxTimeoutMs, defaults.maxTimeoutMs);
+  });
+
+  it("should never need compression: the largest greeting stays below compressMinBytes", () => {
+    // 100 code points of 4 UTF-8 bytes each, the largest counter, a timestamp with every field.
+    const name = "\u{1F600}".repeat(MAX_NAME_LENGTH);
+    const largest = encodeResponse({
+      $typeName: "stream.v1.StreamResponse",
+      message: `Hello ${name}, this is ${MAX_COUNTER} time stream message.`,
+      counter: MAX_COUNTER,
+      timestamp: { $typeName: "google.protobuf.Timestamp", seconds: 2n ** 40n, nanos: 999_999_999 },
+    });
+    assert.ok(largest.length - 5 < compressMinBytes, `${largest.length - 5} bytes`);
   });
 
   it("should send OK trailers as connect does", async () => {
@@ -184,6 +210,132 @@ describe("connect-internals", () => {
       const theirs = nodeError.connectErrorFromH2ResetCode(code);
       const mine = errorFromH2ResetCode(code);
       assert.deepEqual([mine?.code, mine?.rawMessage], [theirs?.code, theirs?.rawMessage], `RST code ${code}`);
+    }
+  });
+
+  describe("as connect-node behaves on a real socket", () => {
+    let on: TestServer;
+    let off: TestServer;
+    before(async () => {
+      [on, off] = await Promise.all([startServer({ fastPath: true }), startServer({ fastPath: false })]);
+    });
+    after(async () => {
+      await Promise.all([on.close(), off.close()]);
+    });
+
+    /** Replaces open() so that a test sees the call's signal and decides when the first message comes. */
+    function intercept(srv: TestServer, firstMessage: Promise<void>) {
+      const streams = srv.server.streams;
+      const open = streams.open.bind(streams);
+      const signals: AbortSignal[] = [];
+      streams.open = async function* (p, c, s) {
+        signals.push(s);
+        await firstMessage;
+        yield* open(p, c, s);
+      };
+      return { signals, restore: () => delete (streams as Partial<GreetingStreams>).open };
+    }
+
+    function call(url: string, headers: Record<string, string> = {}) {
+      const session = http2.connect(url);
+      session.on("error", () => {});
+      const req = session.request({
+        ":method": "POST",
+        ":path": streamPath,
+        "content-type": "application/grpc",
+        te: "trailers",
+        ...headers,
+      });
+      req.on("error", () => {});
+      let responded: number | undefined;
+      let trailersAt: number | undefined;
+      let trailers: http2.IncomingHttpHeaders | undefined;
+      req.on("response", () => {
+        responded = performance.now();
+      });
+      req.on("trailers", (t) => {
+        trailersAt = performance.now();
+        trailers = t;
+      });
+      req.resume();
+      return {
+        req,
+        session,
+        get responded() {
+          return responded;
+        },
+        get trailersAt() {
+          return trailersAt;
+        },
+        get trailers() {
+          return trailers;
+        },
+      };
+    }
+
+    for (const [road, srv] of [
+      ["the lean path", () => on],
+      ["connect-node", () => off],
+    ] as const) {
+      it(`should send the response headers with the first message, not before (${road})`, async () => {
+        let release = () => {};
+        const first = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        const i = intercept(srv(), first);
+        try {
+          const c = call(srv().url);
+          c.req.end(requestEnvelope({ limit: 1n }));
+          await eventually(() => i.signals.length === 1, 2000, "the call to reach open()");
+          await new Promise((resolve) => setTimeout(resolve, 150));
+          assert.equal(c.responded, undefined, "headers left before the first message");
+          release();
+          await eventually(() => c.trailers !== undefined, 2000, "the call to end");
+          assert.equal(c.trailers?.["grpc-status"], "0");
+          c.session.close();
+        } finally {
+          release();
+          i.restore();
+        }
+      });
+
+      it(`should start the deadline clock at the request headers, not at the body (${road})`, async () => {
+        const c = call(srv().url, { "grpc-timeout": "300m" });
+        const sent = performance.now();
+        // The body comes 200 ms after the headers: the deadline still passes 300 ms after the headers.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        c.req.end(requestEnvelope({ interval: { seconds: 3600n, nanos: 0 } }));
+        await eventually(() => c.trailers !== undefined, 3000, "the deadline");
+        const took = (c.trailersAt ?? 0) - sent;
+        assert.equal(c.trailers?.["grpc-status"], "4");
+        assert.ok(took >= 290 && took < 450, `the call ended ${took.toFixed(0)} ms after its headers`);
+        c.session.close();
+      });
+    }
+
+    for (const [name, rstCode] of [
+      ["NO_ERROR", http2.constants.NGHTTP2_NO_ERROR],
+      ["CANCEL", http2.constants.NGHTTP2_CANCEL],
+      ["INTERNAL_ERROR", http2.constants.NGHTTP2_INTERNAL_ERROR],
+      ["ENHANCE_YOUR_CALM", http2.constants.NGHTTP2_ENHANCE_YOUR_CALM],
+    ] as const) {
+      it(`should abort the call's signal with connect-node's reason for a client reset with ${name}`, async () => {
+        const i = intercept(off, Promise.resolve());
+        try {
+          const c = call(off.url);
+          c.req.end(requestEnvelope({ interval: { seconds: 3600n, nanos: 0 } }));
+          await eventually(() => c.responded !== undefined, 2000, "the first message");
+          c.req.close(rstCode);
+          await eventually(() => i.signals[0]?.aborted === true, 2000, "the signal to abort");
+          const theirs = i.signals[0]?.reason as unknown;
+          const mine = closedStreamReason(rstCode);
+          const shape = (r: unknown) => [(r as Error).name, ConnectError.from(r).code, ConnectError.from(r).rawMessage];
+          assert.deepEqual(shape(mine), shape(theirs));
+          c.session.close();
+        } finally {
+          i.restore();
+        }
+      });
     }
   });
 });

@@ -4,8 +4,8 @@ import { after, before, describe, it } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { StreamService } from "../gen/stream/v1/stream_pb.js";
-import { ConfigError, parseConfig } from "../src/config.js";
-import { durationFromMs } from "../src/duration.js";
+import { ConfigError, parseConfig } from "../src/config/config.js";
+import { durationFromMs } from "../src/shared/duration.js";
 import { startServer, type TestServer } from "./support/server.js";
 
 // CORS over real sockets: what a browser on another origin would be told.

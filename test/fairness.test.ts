@@ -15,14 +15,16 @@ import { type ServerProc, startServerProcess, stop } from "./support/process.js"
 // The bounds, for a 2-core machine the readers share: the good client's
 // worst gap under 400 ms at a 100 ms interval, /healthz under 250 ms, and the
 // server's longest event loop delay (prom-client's, 10 ms resolution) under
-// 100 ms. The budget itself is 10 ms of stream work per turn; the rest is
-// GC and the turn's other I/O.
+// 250 ms. Measured alone they stay near 115, 40 and 25 ms; the margins are for
+// a machine where the readers, the test and other jobs take the server's core
+// away. A frozen loop misses all three by seconds. The budget itself, 10 ms of
+// stream work per turn, is held in-process by test/turn-budget.test.ts.
 
 const GOOD_INTERVAL_MS = 100;
 const GOOD_MESSAGES = 10;
 const MAX_GAP_MS = 400;
 const MAX_HEALTHZ_MS = 250;
-const MAX_LOOP_DELAY_MS = 100;
+const MAX_LOOP_DELAY_MS = 250;
 
 async function waitForMetrics(url: string, what: string, check: (text: string) => boolean): Promise<string> {
   const deadline = performance.now() + 15_000;

@@ -4,8 +4,8 @@ import { after, before, describe, it } from "node:test";
 import { fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { type StreamRequestSchema, type StreamResponse, StreamResponseSchema } from "../gen/stream/v1/stream_pb.js";
-import { durationFromMs } from "../src/duration.js";
-import type { StreamService } from "../src/stream-service.js";
+import type { GreetingStreams } from "../src/core/stream-service.js";
+import { durationFromMs } from "../src/shared/duration.js";
 import { collect, grpcJsClient, grpcJsStream } from "./support/grpc-js.js";
 import {
   decodeResponses,
@@ -197,7 +197,7 @@ describe("gRPC fast path", () => {
         seen.push(s);
         return open(p, c, s);
       };
-      return { seen, restore: () => delete (srv.server.streams as Partial<StreamService>).open };
+      return { seen, restore: () => delete (srv.server.streams as Partial<GreetingStreams>).open };
     };
     const a = signals(on);
     const b = signals(off);
@@ -255,7 +255,7 @@ describe("gRPC fast path", () => {
           await it.return();
         }
       };
-      return () => delete (streams as Partial<StreamService>).open;
+      return () => delete (streams as Partial<GreetingStreams>).open;
     };
     const restore = [breakOpen(on), breakOpen(off)];
     try {

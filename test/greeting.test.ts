@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { durationFromMs } from "../src/duration.js";
-import { greetingText, MAX_COUNTER, planStream } from "../src/greeting.js";
+import { greetingText, MAX_COUNTER, planStream } from "../src/core/greeting.js";
+import { durationFromMs } from "../src/shared/duration.js";
 
 const params = { name: "Bob", limit: 0n, startAt: 0n };
 

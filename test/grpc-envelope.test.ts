@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { StreamResponseSchema } from "../gen/stream/v1/stream_pb.js";
-import { EnvelopeSplitter, encodeResponse, envelope } from "../src/grpc-envelope.js";
+import { EnvelopeSplitter, encodeResponse, envelope } from "../src/entries/lean-grpc/grpc-envelope.js";
 
 describe("encodeResponse()", () => {
   const names = ["", "Bob", "Zoë 🐙", "x".repeat(100), "\ud800 lone surrogate", "🐙".repeat(100)];

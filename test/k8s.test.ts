@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import { Deployment } from "kubernetes-models/apps/v1";
 import { Service } from "kubernetes-models/v1";
 import { parseAllDocuments } from "yaml";
-import { parseConfig } from "../src/config.js";
+import { parseConfig } from "../src/config/config.js";
 
 // deploy/k8s/ without a cluster: every manifest against the Kubernetes schemas
 // that kubernetes-models ships (offline, no kubectl), then what a schema cannot

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { StreamService } from "../gen/stream/v1/stream_pb.js";
-import { durationFromMs } from "../src/duration.js";
+import { durationFromMs } from "../src/shared/duration.js";
 import { clientCases } from "./support/clients.js";
 import { collect, grpcJsClient, grpcJsStream } from "./support/grpc-js.js";
 import { type Nginx, renderSite, shippedConfig, startNginx, templated } from "./support/nginx.js";

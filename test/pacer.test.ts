@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Pacer } from "../src/pacer.js";
+import { Pacer } from "../src/core/pacer.js";
 
 describe("Pacer", () => {
   it("should wake waiters in due order, sharing one timer per interval", async () => {

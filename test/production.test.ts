@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { StreamService } from "../gen/stream/v1/stream_pb.js";
-import { durationFromMs } from "../src/duration.js";
+import { durationFromMs } from "../src/shared/duration.js";
 import { collect, grpcJsClient, grpcJsStream } from "./support/grpc-js.js";
 import { listening, type ServerProc, startCommand, stop } from "./support/process.js";
 

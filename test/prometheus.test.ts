@@ -4,7 +4,7 @@ import * as http from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ConnectError } from "@connectrpc/connect";
-import { durationFromMs } from "../src/duration.js";
+import { durationFromMs } from "../src/shared/duration.js";
 import { type ClientCase, clientCases, streamClient } from "./support/clients.js";
 import { type Prometheus, promtool, startPrometheus } from "./support/prometheus.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";

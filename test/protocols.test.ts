@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { durationFromMs } from "../src/duration.js";
+import { durationFromMs } from "../src/shared/duration.js";
 import { clientCases, streamClient } from "./support/clients.js";
 import { startServer, type TestServer } from "./support/server.js";
 

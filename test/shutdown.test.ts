@@ -3,7 +3,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import { after, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { durationFromMs } from "../src/duration.js";
+import { durationFromMs } from "../src/shared/duration.js";
 import { clientCases, streamClient } from "./support/clients.js";
 import { requestEnvelope, streamPath } from "./support/h2-grpc.js";
 import { type ServerProc, startServerProcess, stop } from "./support/process.js";

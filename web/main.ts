@@ -2,7 +2,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { type StreamResponse, StreamService } from "../gen/stream/v1/stream_pb.js";
 import { type ResumeStatus, streamWithResume } from "../src/client/resume.js";
-import { durationFromMs } from "../src/duration.js";
+import { durationFromMs } from "../src/shared/duration.js";
 
 // The page: the generated client over the Connect protocol (fetch), and the
 // same resume logic as the Node CLI, so a server restart shows as

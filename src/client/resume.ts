@@ -58,7 +58,7 @@ const retryable = new Set<Code>([
   Code.DeadlineExceeded,
 ]);
 
-export function isRetryable(error: ConnectError): boolean {
+function isRetryable(error: ConnectError): boolean {
   return retryable.has(error.code);
 }
 

@@ -1,6 +1,6 @@
-import { type Config, defaults } from "../../src/config.js";
-import { createLogger, type LogFields } from "../../src/log.js";
-import { createServer, type Server } from "../../src/server.js";
+import { type Config, defaults } from "../../src/config/config.js";
+import { createLogger, type LogFields } from "../../src/ops/log.js";
+import { createServer, type Server } from "../../src/server/server.js";
 
 // A real server on 127.0.0.1 and a free port, in this process, so tests can
 // look inside (live streams, pending waits) while talking to it over sockets.

@@ -1,14 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import type { PlainHandler } from "./plain-routes.js";
-import { sendJsonError } from "./plain-routes.js";
+import { type PlainHandler, sendJsonError } from "../../http/plain-routes.js";
 
 // Serves the web page that `npm run build:web` writes to web/dist/. Files are
 // read on each request (three small files), so a rebuild shows without a
 // restart and a missing build is a clear 503 rather than a crash at start.
 
 /** Where the built page lives. */
-export const webDist = fileURLToPath(new URL("../web/dist/", import.meta.url));
+const webDist = fileURLToPath(new URL("../../../web/dist/", import.meta.url));
 
 /** URL path to file in web/dist/ and its content type. */
 const files: ReadonlyArray<[path: string, file: string, type: string]> = [

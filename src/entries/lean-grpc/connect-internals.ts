@@ -1,19 +1,48 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { compressionNegotiate, createMethodSerializationLookup } from "@connectrpc/connect/protocol";
+import {
+  compressionNegotiate,
+  createDeadlineSignal,
+  createMethodSerializationLookup,
+} from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
-import type { StreamRequest } from "../gen/stream/v1/stream_pb.js";
-import { StreamService } from "../gen/stream/v1/stream_pb.js";
+import { type StreamRequest, StreamService } from "../../../gen/stream/v1/stream_pb.js";
 
-// Everything the gRPC fast path (fast-path.ts) takes from connect-es that is
+// Everything the gRPC lean path (fast-path.ts) takes from connect-es that is
 // not its public API: private exports, which connect does not keep stable
 // across versions ("we recommend that you do so with an exact version
 // constraint"), and the texts and choices of connect's gRPC handler that the
-// fast path must reproduce byte for byte. package.json pins @connectrpc/connect
+// lean path must reproduce byte for byte. package.json pins @connectrpc/connect
 // and -node exactly; test/connect-internals.test.ts fails when an upgrade
-// changes any of it.
+// changes any of it, and docs/architecture.md says what to do then.
 
 export { compressionNegotiate, parseTimeout, setTrailerStatus };
+
+/**
+ * The deadline of a call, as connect's createHandlerContext starts it: from
+ * the moment the request headers arrive (before the body is read), aborting
+ * with DEADLINE_EXCEEDED "the operation timed out"; at once for 0.
+ */
+export function startDeadline(timeoutMs: number | undefined): { signal: AbortSignal; cleanup(): void } {
+  return createDeadlineSignal(timeoutMs);
+}
+
+/**
+ * Why a call's signal aborts when its HTTP/2 stream closes before the call
+ * ended, as connect-node's universalRequestFromNodeRequest says it: the reset
+ * code as a ConnectError, or, for NO_ERROR and STREAM_CLOSED, a plain
+ * AbortError (AbortController.abort() without a reason).
+ */
+export function closedStreamReason(rstCode: number): unknown {
+  return errorFromH2ResetCode(rstCode) ?? new DOMException("This operation was aborted", "AbortError");
+}
+
+// One behaviour is copied rather than borrowed: connect's handlers send the
+// response headers with the first message (or the error), never before ("we
+// deliberately send headers after first read, not before, because we have to
+// give the implementation a chance to set response headers"). The lean path
+// does the same through entries/kit/pump.ts, which pulls first, then opens;
+// test/connect-internals.test.ts holds connect-node and the lean path to it.
 
 /** The path connect's router serves Stream on (createMethodUrl). */
 export const streamPath = `/${StreamService.typeName}/${StreamService.method.stream.name}`;

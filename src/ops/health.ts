@@ -1,15 +1,13 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
-import type { NodeRequest, NodeResponse } from "./plain-routes.js";
-import { shutdownError } from "./stream-service.js";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
+import { shutdownError } from "../core/errors.js";
+import type { NodeRequest, NodeResponse } from "../http/plain-routes.js";
 
 // grpc.health.v1.Health (https://github.com/grpc/grpc/blob/master/doc/health-checking.md)
 // and the plain /healthz and /readyz probes, all read from one status table.
 // Everything is SERVING from the start; drain() (called when shutdown starts)
 // turns everything NOT_SERVING at once, so load balancers stop sending work
 // before the streams are cut.
-
-export { Status as ServingStatus };
 
 export class HealthStatus {
   private readonly statuses = new Map<string, Status>();

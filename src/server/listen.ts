@@ -2,8 +2,9 @@ import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import type { Config } from "./config.js";
-import type { Logger } from "./log.js";
+import type { Config } from "../config/config.js";
+import { discardRestOfRequest, type StreamTaker } from "../http/h2.js";
+import type { Logger } from "../ops/log.js";
 import { guardSession } from "./session-guard.js";
 
 // One port for every client. Cleartext: HTTP/2 with prior knowledge (what gRPC
@@ -17,12 +18,6 @@ export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
-
-/**
- * Claims an HTTP/2 stream before Node's compat layer wraps it in
- * Http2ServerRequest/Response: returns true when it took the stream.
- */
-export type StreamTaker = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 
 export interface Listener {
   /** The bound address, once listening. */
@@ -155,21 +150,6 @@ function clientErrorResponse(code: string | undefined): string {
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
     `Content-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`
   );
-}
-
-/**
- * Reads and drops the rest of a request whose response is complete. connect-node
- * answers an oversize or malformed request without reading the rest; a client
- * still sending would then wait on flow control forever for a stream nobody
- * reads. Nothing is kept, so this costs bandwidth, not memory. (RST_STREAM
- * NO_ERROR would be the HTTP/2 way, but Node sends it ahead of the trailers
- * and they are lost, and Node's own client never closes such a stream.)
- */
-export function discardRestOfRequest(stream: http2.Http2Stream): void {
-  if (stream.destroyed || stream.readableEnded) return;
-  stream.removeAllListeners("data");
-  stream.on("data", () => {});
-  stream.resume();
 }
 
 function endUnreadRequests(handler: RequestHandler): RequestHandler {

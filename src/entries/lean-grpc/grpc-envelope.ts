@@ -1,5 +1,5 @@
 import { toBinary } from "@bufbuild/protobuf";
-import { type StreamResponse, StreamResponseSchema } from "../gen/stream/v1/stream_pb.js";
+import { type StreamResponse, StreamResponseSchema } from "../../../gen/stream/v1/stream_pb.js";
 import { envelopeTooLarge, incompleteEnvelope } from "./connect-internals.js";
 
 // gRPC length-prefixed messages for the fast path: the response written

@@ -2,9 +2,9 @@ import { parseArgs } from "node:util";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { StreamService } from "../../gen/stream/v1/stream_pb.js";
-import { durationFromMs, parseDuration } from "../duration.js";
-import { streamWithResume } from "./resume.js";
+import { StreamService } from "../gen/stream/v1/stream_pb.js";
+import { streamWithResume } from "./client/resume.js";
+import { durationFromMs, parseDuration } from "./shared/duration.js";
 
 // npm run client -- --name Alice [--url URL] [--protocol connect|grpc|grpcweb]
 //                   [--interval 2s] [--limit N] [--start-at N] [--http-version 1.1|2]

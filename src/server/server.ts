@@ -1,28 +1,30 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
-import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
-import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { file_stream_v1_stream, StreamService as StreamServiceDesc } from "../gen/stream/v1/stream_pb.js";
-import type { Config } from "./config.js";
+import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_stream_v1_stream, StreamService } from "../../gen/stream/v1/stream_pb.js";
+import type { Config } from "../config/config.js";
+import { shutdownError } from "../core/errors.js";
+import { GreetingStreams, type StreamObserver } from "../core/stream-service.js";
+import { contextValues, createStreamRoutes } from "../entries/connect/stream-routes.js";
+import { createHttpStreamRoute } from "../entries/http-stream/http-stream.js";
+import { createFastPath } from "../entries/lean-grpc/fast-path.js";
+import { createStaticPageRoutes } from "../entries/static-page/static-page.js";
+import { PlainRoutes } from "../http/plain-routes.js";
+import { createHealthRoutes, createReadyzHandler, HealthStatus, handleHealthz } from "../ops/health.js";
+import type { Logger } from "../ops/log.js";
+import { Metrics } from "../ops/metrics.js";
+import { createReflectionRoutes, DescriptorIndex } from "../ops/reflection.js";
+import { createStreamLog } from "../ops/stream-log.js";
 import { withCors } from "./cors.js";
-import { createFastPath } from "./fast-path.js";
-import { createHealthRoutes, createReadyzHandler, HealthStatus, handleHealthz } from "./health.js";
-import { createHttpStreamRoute } from "./http-stream.js";
 import { type Listener, listen } from "./listen.js";
-import type { Logger } from "./log.js";
-import { Metrics } from "./metrics.js";
-import { PlainRoutes } from "./plain-routes.js";
-import { createReflectionRoutes, DescriptorIndex } from "./reflection.js";
-import { contextValues, createRoutes } from "./routes.js";
 import { shutdown } from "./shutdown.js";
-import { createStaticPageRoutes } from "./static-page.js";
-import { StreamService, shutdownError } from "./stream-service.js";
 
 // Builds the whole server without binding it, so tests start it on port 0 and
 // only main.ts listens on the configured port.
 
 export interface Server {
-  readonly streams: StreamService;
+  readonly streams: GreetingStreams;
   /** What grpc.health.v1.Health, /healthz and /readyz report. */
   readonly health: HealthStatus;
   /** Binds config.host:config.port and serves until shutdown(). */
@@ -36,13 +38,14 @@ export function createServer(config: Config, logger: Logger): Server {
   const metrics: Metrics | undefined = config.metrics
     ? new Metrics({ messagesSent: (): number => streams.messagesSent })
     : undefined;
-  const streams = new StreamService({
+  const observers: StreamObserver[] = [createStreamLog(logger)];
+  if (metrics) observers.push(metrics);
+  const streams = new GreetingStreams({
     defaultIntervalMs: config.defaultIntervalMs,
     maxStreams: config.maxStreams,
-    logger,
-    ...(metrics ? { observer: metrics } : {}),
+    observers,
   });
-  const health = new HealthStatus([StreamServiceDesc.typeName]);
+  const health = new HealthStatus([StreamService.typeName]);
   // Aborted when shutdown starts, so reflection streams end then instead of holding the grace period.
   const draining = new AbortController();
   const reflection = new DescriptorIndex([
@@ -62,7 +65,7 @@ export function createServer(config: Config, logger: Logger): Server {
   const handler = withCors(
     connectNodeAdapter({
       routes: (router) => {
-        createRoutes(streams)(router);
+        createStreamRoutes(streams)(router);
         createHealthRoutes(health)(router);
         createReflectionRoutes(reflection, { stopping: draining.signal })(router);
       },

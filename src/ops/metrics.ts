@@ -1,11 +1,12 @@
-import { Code } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import type { NodeRequest, NodeResponse } from "./plain-routes.js";
-import type { CallInfo, StreamEnd, StreamObserver } from "./stream-service.js";
+import { codeName } from "../core/errors.js";
+import type { CallInfo, StreamEnd, StreamObserver } from "../core/stream-service.js";
+import type { NodeRequest, NodeResponse } from "../http/plain-routes.js";
 
 // Prometheus metrics for GET /metrics. Everything here runs once per stream
 // (the StreamObserver) or once per scrape, never once per message: the
-// message count is the plain number StreamService already keeps, read when
+// message count is the plain number GreetingStreams already keeps, read when
 // Prometheus asks for it.
 
 export interface MetricsOptions {
@@ -30,8 +31,6 @@ export class Metrics implements StreamObserver {
   private readonly endings: Counter<"reason">;
   private readonly duration: Histogram;
   private readonly errors: Counter<"code">;
-  /** Calls that opened: a rejected call gets ended() without opened(), and must not lower the gauge. */
-  private readonly open = new WeakSet<CallInfo>();
 
   constructor(options: MetricsOptions) {
     const registers = [this.registry];
@@ -77,17 +76,19 @@ export class Metrics implements StreamObserver {
     });
   }
 
+  rejected(_call: CallInfo, _name: string, error: ConnectError): void {
+    this.endings.inc({ reason: "error" });
+    this.errors.inc({ code: codeName(error.code) });
+  }
+
   opened(call: CallInfo): void {
-    this.open.add(call);
     this.live.inc({ protocol: call.protocol });
     this.started.inc({ protocol: call.protocol });
   }
 
-  ended(call: CallInfo, end: StreamEnd): void {
-    if (this.open.delete(call)) {
-      this.live.dec({ protocol: call.protocol });
-      this.duration.observe(end.durationMs / 1000);
-    }
+  ended(call: CallInfo, _name: string, end: StreamEnd): void {
+    this.live.dec({ protocol: call.protocol });
+    this.duration.observe(end.durationMs / 1000);
     this.endings.inc({ reason: end.reason });
     if (end.error !== undefined && end.reason !== "cancelled") this.errors.inc({ code: codeName(end.error.code) });
   }
@@ -105,9 +106,4 @@ export class Metrics implements StreamObserver {
       },
     );
   };
-}
-
-/** "invalid_argument", as gRPC and the Connect protocol spell codes. */
-function codeName(code: Code): string {
-  return (Code[code] ?? String(code)).replace(/[A-Z]/g, (c, i: number) => (i === 0 ? "" : "_") + c.toLowerCase());
 }

@@ -2,8 +2,8 @@ import type { DescEnum, DescFile, DescMessage } from "@bufbuild/protobuf";
 import { toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectRouter } from "@connectrpc/connect";
-import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
-import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
 // gRPC server reflection (v1 and the older v1alpha that many tools still ask
 // for first), answered from the file descriptors protoc-gen-es embedded in
@@ -131,7 +131,7 @@ type Answer =
   | { case: "errorResponse"; value: { errorCode: number; errorMessage: string } };
 
 /** The answer to one request: pure, so v1 and v1alpha share it. */
-export function answer(index: DescriptorIndex, q: Question): Answer {
+function answer(index: DescriptorIndex, q: Question): Answer {
   const r = q.messageRequest;
   const files = (file: DescFile | undefined, what: string): Answer =>
     file === undefined

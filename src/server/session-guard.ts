@@ -1,5 +1,5 @@
 import * as http2 from "node:http2";
-import type { Logger } from "./log.js";
+import type { Logger } from "../ops/log.js";
 
 // Every HTTP/2 session gets an end. Node leaves three kinds open for good:
 // - When nghttp2 ends a session for a peer's protocol violation (a header

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
-import { parseDuration } from "./duration.js";
-import type { LogFormat, LogLevel } from "./log.js";
+import type { LogFormat, LogLevel } from "../ops/log.js";
+import { parseDuration } from "../shared/duration.js";
 
 // Every limit, timeout and default of the server, each declared once in
 // `options`: the Config type, the parsing, `npm start -- --help` and the table
@@ -266,7 +266,7 @@ export const options = {
     flag: "fast-path",
     env: "FAST_PATH",
     default: true,
-    doc: "serve Stream over gRPC through the lean path (src/fast-path.ts); off sends every request through connect-node",
+    doc: "serve Stream over gRPC through the lean path (src/entries/lean-grpc/fast-path.ts); off sends every request through connect-node",
   }),
 } as const;
 

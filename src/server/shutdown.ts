@@ -1,6 +1,6 @@
+import type { GreetingStreams } from "../core/stream-service.js";
+import type { Logger } from "../ops/log.js";
 import type { Listener } from "./listen.js";
-import type { Logger } from "./log.js";
-import type { StreamService } from "./stream-service.js";
 
 // Graceful shutdown. http2Server.close() leaves open sessions alone, and an
 // HTTP/1.1 keep-alive socket outlives its last response, so we do it by hand:
@@ -10,7 +10,7 @@ import type { StreamService } from "./stream-service.js";
 
 export interface ShutdownOptions {
   listener: Listener;
-  streams: StreamService;
+  streams: GreetingStreams;
   logger: Logger;
   /** How long connections get to finish before they are destroyed. */
   graceMs: number;

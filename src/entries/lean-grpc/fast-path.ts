@@ -1,17 +1,21 @@
 import type * as http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { StreamRequest, StreamResponse } from "../gen/stream/v1/stream_pb.js";
+import { ConnectError } from "@connectrpc/connect";
+import type { StreamRequest } from "../../../gen/stream/v1/stream_pb.js";
+import type { GreetingStreams } from "../../core/stream-service.js";
+import { discardRestOfRequest, type StreamTaker } from "../../http/h2.js";
+import type { Logger } from "../../ops/log.js";
+import { abortOnClose } from "../kit/abort-on-close.js";
+import { createCallInfo } from "../kit/call.js";
+import { pump } from "../kit/pump.js";
 import {
   binaryContentTypes,
+  closedStreamReason,
   compressedFlag,
   compressedWithoutEncoding,
   compressionNegotiate,
-  compressMinBytes,
   createRequestParser,
-  deadlineExceeded,
   defaultAcceptCompression,
   defaultMaxTimeoutMs,
-  errorFromH2ResetCode,
   extraInput,
   headerGrpcAcceptEncoding,
   headerGrpcAcceptEncodingCanonical,
@@ -22,27 +26,24 @@ import {
   parseTimeout,
   responseContentType,
   setTrailerStatus,
+  startDeadline,
   streamPath,
   trailerOk,
 } from "./connect-internals.js";
-import { drainedOrClosed } from "./drain.js";
-import { EnvelopeSplitter, encodeResponse, envelope } from "./grpc-envelope.js";
-import { discardRestOfRequest, type StreamTaker } from "./listen.js";
-import type { Logger } from "./log.js";
-import { peerOf, requestIdFrom } from "./routes.js";
-import type { CallInfo, StreamService } from "./stream-service.js";
+import { EnvelopeSplitter, encodeResponse } from "./grpc-envelope.js";
 
-// The lean path for the hot call: Stream over gRPC on HTTP/2. It takes the
+// The gRPC lean path: Stream over gRPC on HTTP/2. It takes the
 // ServerHttp2Stream before Node's compat layer wraps it, reads the one request
 // envelope, and writes the generator's messages straight into gRPC envelopes.
-// It serves the same StreamService.open() as the connect route, so validation,
-// pacing, limits, logging and metrics are the same; what it reproduces of
-// connect's gRPC handler (errors, headers, trailers) comes from
-// connect-internals.ts, and test/fast-path.test.ts holds both paths to the
-// same bytes. Anything it does not fully understand stays with connect-node.
+// It serves the same GreetingStreams.open() as the connect-node road, so
+// validation, pacing, limits, fairness, logs and metrics are the same; what
+// it reproduces of connect's gRPC handler (errors, headers, trailers, the
+// deadline) comes from connect-internals.ts, and test/fast-path.test.ts holds
+// both roads to the same bytes. Anything it does not fully understand stays
+// with connect-node.
 
 export interface FastPathOptions {
-  streams: StreamService;
+  streams: GreetingStreams;
   /** connect-node's readMaxBytes: the largest request message; larger gets RESOURCE_EXHAUSTED. */
   readMaxBytes: number;
   /** connect's maxTimeoutMs: a larger grpc-timeout is INVALID_ARGUMENT. Default: connect's, no limit. */
@@ -50,19 +51,18 @@ export interface FastPathOptions {
   logger: Logger;
 }
 
-/** Returns the 'stream' filter for listen(): true when the fast path took the stream. */
+/** Returns the 'stream' filter for listen(): true when the lean path took the stream. */
 export function createFastPath(options: FastPathOptions): StreamTaker {
   const ctx: Context = {
     streams: options.streams,
-    logger: options.logger,
-    splitterMax: options.readMaxBytes,
+    readMaxBytes: options.readMaxBytes,
     parse: createRequestParser(options.readMaxBytes),
     maxTimeoutMs: options.maxTimeoutMs ?? defaultMaxTimeoutMs,
   };
   return (stream, headers) => {
     if (!understood(headers)) return false;
     serve(ctx, stream, headers).catch((e: unknown) => {
-      ctx.logger.error("fast path failed", { error: e instanceof Error ? e.message : String(e) });
+      options.logger.error("fast path failed", { error: e instanceof Error ? e.message : String(e) });
       if (!stream.destroyed) stream.close(0x2); // INTERNAL_ERROR
     });
     return true;
@@ -70,9 +70,8 @@ export function createFastPath(options: FastPathOptions): StreamTaker {
 }
 
 interface Context {
-  streams: StreamService;
-  logger: Logger;
-  splitterMax: number;
+  streams: GreetingStreams;
+  readMaxBytes: number;
   parse: (data: Uint8Array) => StreamRequest;
   maxTimeoutMs: number;
 }
@@ -97,25 +96,9 @@ function understood(headers: http2.IncomingHttpHeaders): boolean {
 }
 
 async function serve(ctx: Context, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
-  const controller = new AbortController();
-  let closed = false;
-  let finished = false;
-  let deadline: NodeJS.Timeout | undefined;
-  const onClose = () => {
-    closed = true;
-    clearTimeout(deadline);
-    // The client reset the stream or its connection went: open() must end now,
-    // not at its next wake-up. A normal end aborts nothing (no DOMException).
-    if (!finished && !controller.signal.aborted) {
-      controller.abort(
-        errorFromH2ResetCode(stream.rstCode ?? 0x8) ?? new ConnectError("http/2 stream closed", Code.Canceled),
-      );
-    }
-  };
-  stream.once("close", onClose);
+  const abort = abortOnClose(stream, () => closedStreamReason(stream.rstCode ?? 0x8));
   // A reset stream emits 'error'; its end is handled through 'close'.
-  stream.on("error", (err) => ctx.logger.debug("fast path stream error", { error: err.message }));
-
+  stream.on("error", () => {});
   const response: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": responseContentType };
   const compression = compressionNegotiate(
     defaultAcceptCompression,
@@ -123,20 +106,22 @@ async function serve(ctx: Context, stream: http2.ServerHttp2Stream, headers: htt
     single(headers[headerGrpcAcceptEncoding]) ?? null,
     headerGrpcAcceptEncodingCanonical,
   ).response;
+  // Named in the headers as connect does; a message is never compressed, being
+  // always smaller than connect's compressMinBytes (test/grpc-envelope.test.ts).
   if (compression !== null) response[headerGrpcEncoding] = compression.name;
   const timeout = parseTimeout(single(headers[headerGrpcTimeout]) ?? null, ctx.maxTimeoutMs);
-  const deadlineAt = timeout.timeoutMs === undefined ? undefined : performance.now() + timeout.timeoutMs;
-  if (timeout.timeoutMs !== undefined) {
-    // As connect's createDeadlineSignal: the clock runs from the request headers.
-    if (timeout.timeoutMs <= 0) controller.abort(deadlineExceeded());
-    else deadline = setTimeout(() => controller.abort(deadlineExceeded()), timeout.timeoutMs);
-  }
+  const deadline = startDeadline(timeout.timeoutMs);
+  const onDeadline = () => abort.abort(deadline.signal.reason);
+  deadline.signal.addEventListener("abort", onDeadline);
+  if (deadline.signal.aborted) onDeadline();
+
   const end = (error: unknown) => {
-    finished = true;
-    clearTimeout(deadline);
-    if (closed || stream.destroyed) return;
+    abort.finish();
+    deadline.cleanup();
+    deadline.signal.removeEventListener("abort", onDeadline);
+    if (abort.closed || stream.destroyed) return;
     const trailers = error === undefined ? trailerOk : trailersOf(error);
-    if (!stream.headersSent) respond(stream, response);
+    if (!stream.headersSent) stream.respond(response, { waitForTrailers: true });
     stream.once("wantTrailers", () => {
       if (!stream.destroyed) stream.sendTrailers(trailers);
     });
@@ -151,54 +136,36 @@ async function serve(ctx: Context, stream: http2.ServerHttp2Stream, headers: htt
   } catch (e) {
     return end(e);
   }
-  if (closed) return end(undefined);
+  if (abort.closed) return end(undefined);
 
-  const call: CallInfo = {
-    deadlineAt,
-    peer: peerOf(stream.session?.socket ?? {}),
+  const call = createCallInfo({
+    socket: stream.session?.socket,
     protocol: "grpc",
     httpVersion: "2.0",
-    requestId: requestIdFrom(single(headers["x-request-id"])),
-  };
+    requestIdHeader: single(headers["x-request-id"]),
+    timeoutMs: timeout.timeoutMs,
+  });
   response["x-request-id"] = call.requestId;
-  const it = ctx.streams.open(request, call, controller.signal);
-  try {
-    let next = await it.next();
-    if (closed || stream.destroyed) return end(undefined);
-    // Headers leave with the first message (or the error), as connect sends them.
-    respond(stream, response);
-    // Messages produced in one turn of the event loop (interval 0) go out in one writev.
-    let corked = false;
-    const uncork = () => {
-      corked = false;
-      if (!stream.destroyed) stream.uncork();
-    };
-    while (next.done !== true) {
-      if (closed || stream.destroyed) return end(undefined);
-      const buf = compression === null ? encodeResponse(next.value) : await encode(next.value, compression);
+  // Messages produced in one turn of the event loop (interval 0) go out in one writev.
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    if (!stream.destroyed) stream.uncork();
+  };
+  const result = await pump(ctx.streams.open(request, call, abort.signal), {
+    socket: stream,
+    gone: () => abort.closed || stream.destroyed,
+    open: () => stream.respond(response, { waitForTrailers: true }),
+    write(message) {
       if (!corked) {
         corked = true;
         stream.cork();
         process.nextTick(uncork);
       }
-      if (!stream.write(buf)) {
-        // Pull-based: the generator stays paused until the client read what was sent.
-        await drainedOrClosed(stream);
-      }
-      next = await it.next();
-    }
-  } catch (e) {
-    return end(e);
-  } finally {
-    // Ends open() at once (its finally: registry, log, metrics) when we stop
-    // early: the client went away while the generator sat at a yield.
-    void it.return(undefined).catch(() => {});
-  }
-  end(undefined);
-}
-
-function respond(stream: http2.ServerHttp2Stream, headers: http2.OutgoingHttpHeaders): void {
-  stream.respond(headers, { waitForTrailers: true });
+      return stream.write(encodeResponse(message));
+    },
+  });
+  end(result.kind === "failed" ? result.error : undefined);
 }
 
 function trailersOf(error: unknown): http2.OutgoingHttpHeaders {
@@ -208,16 +175,6 @@ function trailersOf(error: unknown): http2.OutgoingHttpHeaders {
   return trailers;
 }
 
-/** Our messages stay far below compressMinBytes; should one ever grow, it is compressed as connect would. */
-async function encode(
-  msg: StreamResponse,
-  compression: ReturnType<typeof compressionNegotiate>["response"],
-): Promise<Buffer> {
-  const buf = encodeResponse(msg);
-  if (compression === null || buf.length - 5 < compressMinBytes) return buf;
-  return envelope(await compression.compress(buf.subarray(5)), compressedFlag);
-}
-
 /**
  * The one request message, with connect's checks in connect's order: each
  * envelope's size as its prefix arrives, then per envelope the compressed
@@ -225,7 +182,7 @@ async function encode(
  */
 function readRequest(stream: http2.ServerHttp2Stream, ctx: Context): Promise<StreamRequest> {
   return new Promise((resolve, reject) => {
-    const splitter = new EnvelopeSplitter(ctx.splitterMax);
+    const splitter = new EnvelopeSplitter(ctx.readMaxBytes);
     let first: StreamRequest | undefined;
     const stop = () => {
       stream.off("data", onData);

@@ -1,12 +1,12 @@
 import type { Duration } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { invalidArgument as invalid } from "./errors.js";
 
 // Pure rules of the greeting stream: defaults, validation and the counter
 // arithmetic that lets a client resume. No transport, no clock.
 
-export const ANONYMOUS = "Anonymous";
+const ANONYMOUS = "Anonymous";
 export const MAX_NAME_LENGTH = 100;
-export const MAX_INTERVAL_MS = 3_600_000;
+const MAX_INTERVAL_MS = 3_600_000;
 export const MAX_COUNTER = 2n ** 64n - 1n;
 
 /** A validated request: what one stream will send, and how fast. */
@@ -89,8 +89,4 @@ function lastCounter(startAt: bigint, limit: bigint): bigint {
     throw invalid(`start_at plus limit would pass the largest counter (${MAX_COUNTER})`);
   }
   return last;
-}
-
-function invalid(message: string): ConnectError {
-  return new ConnectError(message, Code.InvalidArgument);
 }

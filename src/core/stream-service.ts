@@ -1,19 +1,21 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { StreamResponse } from "../gen/stream/v1/stream_pb.js";
-import { greetingText, planStream, type StreamParams } from "./greeting.js";
-import type { Logger } from "./log.js";
+import type { StreamResponse } from "../../gen/stream/v1/stream_pb.js";
+import { shutdownError } from "./errors.js";
+import { greetingText, planStream, type StreamParams, type StreamPlan } from "./greeting.js";
 import { Pacer } from "./pacer.js";
 import { TurnBudget } from "./turn-budget.js";
 
-// The one stream implementation. Every entry (the RPC on any protocol, the
-// plain HTTP route) calls open(): validation, pacing, limits, logging and the
-// live-stream registry live here, so no entry can skip them.
+// The one stream implementation. Every road (the gRPC lean path,
+// connect-node, GET /stream) calls open(): validation, pacing, limits,
+// fairness and the live-stream registry live here, so no road can skip them.
+// What happens around a stream (logs, metrics) is the observers'; this file
+// knows no transport and no logger.
 
-/** Who is calling, as the entry that accepted the call knows it. */
+/** Who is calling, as the road that accepted the call knows it. */
 export interface CallInfo {
   /** Remote address and port. */
   peer: string;
-  /** "grpc", "grpc-web", "connect", "ndjson", ... */
+  /** "grpc", "grpc-web", "connect", "ndjson", "sse". */
   protocol: string;
   /** "1.1" or "2.0". */
   httpVersion: string;
@@ -33,10 +35,13 @@ export interface StreamEnd {
   error?: ConnectError;
 }
 
-/** Observes stream life cycles (metrics); called once at open and once at end. */
+/** Watches stream life cycles (logs, metrics). Called once per call, never per message. */
 export interface StreamObserver {
-  opened(call: CallInfo): void;
-  ended(call: CallInfo, end: StreamEnd): void;
+  /** A call refused before its stream opened: bad input, too many streams, shutting down. */
+  rejected?(call: CallInfo, name: string, error: ConnectError): void;
+  opened?(call: CallInfo, name: string): void;
+  /** Once per opened stream, whatever ended it. */
+  ended?(call: CallInfo, name: string, end: StreamEnd): void;
 }
 
 export interface StreamServiceOptions {
@@ -46,8 +51,8 @@ export interface StreamServiceOptions {
   maxStreams?: number;
   /** How long all streams together may run in one turn of the event loop before yielding to I/O. Default 10. */
   turnSliceMs?: number;
-  logger: Logger;
-  observer?: StreamObserver;
+  /** Told of every call, in this order. Default none. */
+  observers?: readonly StreamObserver[];
 }
 
 interface LiveStream {
@@ -55,29 +60,25 @@ interface LiveStream {
   stop(reason: ConnectError): void;
 }
 
-export const shutdownError = new ConnectError("server is shutting down", Code.Unavailable);
-
-export class StreamService {
+export class GreetingStreams {
   readonly pacer = new Pacer();
   private readonly budget: TurnBudget;
   private readonly live = new Set<LiveStream>();
   private readonly defaultIntervalMs: number;
   private readonly maxStreams: number;
-  private readonly logger: Logger;
-  private readonly observer: StreamObserver | undefined;
+  private readonly observers: readonly StreamObserver[];
   private stopping: ConnectError | undefined;
   /** Messages yielded by every stream since start: a plain count, cheap enough for the hot loop. */
   messagesSent = 0;
 
-  constructor(options: StreamServiceOptions) {
+  constructor(options: StreamServiceOptions = {}) {
     this.defaultIntervalMs = options.defaultIntervalMs ?? 2000;
     this.maxStreams = options.maxStreams ?? 50_000;
     this.budget = new TurnBudget(options.turnSliceMs ?? 10);
-    this.logger = options.logger;
-    this.observer = options.observer;
+    this.observers = options.observers ?? [];
   }
 
-  /** Streams open right now, on every entry. */
+  /** Streams open right now, on every road. */
   get liveCount(): number {
     return this.live.size;
   }
@@ -89,12 +90,21 @@ export class StreamService {
   }
 
   /**
-   * The greetings for one call. Validates on the first next(), so an entry
+   * Reports a call a road refused before it could ask for its stream (a
+   * malformed query string), so that it is logged and counted like the
+   * refusals open() makes.
+   */
+  refuse(call: CallInfo, name: string, error: ConnectError): void {
+    for (const o of this.observers) o.rejected?.(call, name, error);
+  }
+
+  /**
+   * The greetings for one call. Validates on the first next(), so a road
    * learns of a bad request before it commits to a response status; sends the
    * first message at once, because response headers only leave with it.
    */
   async *open(params: StreamParams, call: CallInfo, signal: AbortSignal): AsyncGenerator<StreamResponse, void> {
-    let plan: ReturnType<typeof planStream>;
+    let plan: StreamPlan;
     try {
       if (this.stopping !== undefined) throw this.stopping;
       if (this.live.size >= this.maxStreams) {
@@ -103,13 +113,7 @@ export class StreamService {
       plan = planStream(params, this.defaultIntervalMs);
     } catch (e) {
       const error = ConnectError.from(e);
-      this.logger.info("stream rejected", {
-        ...fields(call),
-        name: params.name,
-        code: Code[error.code],
-        error: error.rawMessage,
-      });
-      this.observer?.ended(call, { reason: "error", sent: 0, durationMs: 0, error });
+      for (const o of this.observers) o.rejected?.(call, params.name, error);
       throw error;
     }
     const ticket = this.pacer.ticket();
@@ -134,17 +138,9 @@ export class StreamService {
       signal.removeEventListener("abort", onAbort);
       ticket.cancel(undefined);
       this.live.delete(self);
-      const durationMs = Math.round(performance.now() - started);
-      this.logger.info("stream ended", {
-        ...fields(call),
-        name: plan.name,
-        reason: why,
-        code: why === "error" && error ? Code[error.code] : undefined,
-        error: why === "error" ? error?.rawMessage : undefined,
-        sent,
-        duration_ms: durationMs,
-      });
-      this.observer?.ended(call, { reason: why, sent, durationMs, ...(error ? { error } : {}) });
+      const end: StreamEnd = { reason: why, sent, durationMs: Math.round(performance.now() - started) };
+      if (error !== undefined) end.error = error;
+      for (const o of this.observers) o.ended?.(call, plan.name, end);
     };
     const onAbort = () => {
       if (waiting) {
@@ -159,8 +155,7 @@ export class StreamService {
     };
     this.live.add(self);
     signal.addEventListener("abort", onAbort);
-    this.logger.info("stream started", { ...fields(call), name: plan.name });
-    this.observer?.opened(call);
+    for (const o of this.observers) o.opened?.(call, plan.name);
     try {
       let due = performance.now();
       for (let counter = plan.first; ; counter++) {
@@ -236,8 +231,4 @@ function endReason(
     return "cancelled";
   }
   return "error";
-}
-
-function fields(call: CallInfo) {
-  return { id: call.requestId, peer: call.peer, protocol: call.protocol, http: call.httpVersion };
 }

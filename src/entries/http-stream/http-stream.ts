@@ -1,0 +1,144 @@
+import { toJsonString } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
+import { type StreamResponse, StreamResponseSchema } from "../../../gen/stream/v1/stream_pb.js";
+import { clientMessage, codeName } from "../../core/errors.js";
+import type { StreamParams } from "../../core/greeting.js";
+import type { CallInfo, GreetingStreams } from "../../core/stream-service.js";
+import { type NodeRequest, type NodeResponse, type PlainHandler, sendJsonError } from "../../http/plain-routes.js";
+import { abortOnClose } from "../kit/abort-on-close.js";
+import { createCallInfo } from "../kit/call.js";
+import { pump } from "../kit/pump.js";
+import { parseQuery } from "./query.js";
+
+// The GET /stream road, for curl and EventSource: the query string becomes
+// the same StreamParams the RPC carries, and the messages come from the same
+// generator, written as NDJSON or, with "Accept: text/event-stream", as
+// Server-Sent Events. This file only encodes: validation, pacing,
+// cancellation and logging stay in the one stream implementation.
+
+export interface HttpStreamOptions {
+  streams: GreetingStreams;
+  /** An SSE stream that wrote nothing for this long gets a ": heartbeat" comment line. Default 15000. */
+  heartbeatMs?: number;
+}
+
+type Format = "ndjson" | "sse";
+
+/** The GET /stream handler, for PlainRoutes. */
+export function createHttpStreamRoute(options: HttpStreamOptions): PlainHandler {
+  const heartbeatMs = options.heartbeatMs ?? 15_000;
+  return (req, res) => {
+    const format: Format = acceptsEventStream(header(req, "accept")) ? "sse" : "ndjson";
+    const call = createCallInfo({
+      socket: req.socket,
+      protocol: format,
+      httpVersion: req.httpVersion,
+      requestIdHeader: header(req, "x-request-id"),
+    });
+    if (req.method !== "GET") {
+      sendJsonError(res, 405, "unimplemented", `method ${req.method} not allowed on /stream; use GET`, {
+        allow: "GET",
+        "x-request-id": call.requestId,
+      });
+      return;
+    }
+    let request: StreamParams | undefined;
+    try {
+      request = parseQuery(req.url ?? "/stream", format === "sse" ? header(req, "last-event-id") : undefined);
+    } catch (e) {
+      const error = ConnectError.from(e);
+      // Logged and counted like the RPC's refusals, which the generator reports.
+      options.streams.refuse(call, "", error);
+      sendError(res, error, call.requestId);
+      return;
+    }
+    if (request === undefined) {
+      // EventSource reconnects after every end; 204 is the one answer that makes it stop for good.
+      res.writeHead(204, { "x-request-id": call.requestId });
+      res.end();
+      return;
+    }
+    // serve() catches what the stream throws; this is for a socket that fails under us mid-write.
+    serve(options.streams, request, call, format, heartbeatMs, res).catch(() => res.destroy());
+  };
+}
+
+async function serve(
+  streams: GreetingStreams,
+  request: StreamParams,
+  call: CallInfo,
+  format: Format,
+  heartbeatMs: number,
+  res: NodeResponse,
+): Promise<void> {
+  const abort = abortOnClose(res, () => new ConnectError("client disconnected", Code.Canceled));
+  let heartbeat: NodeJS.Timeout | undefined;
+  let draining = false;
+  const end = await pump(streams.open(request, call, abort.signal), {
+    socket: res,
+    gone: () => abort.closed || res.destroyed,
+    open() {
+      res.writeHead(200, {
+        "content-type": format === "sse" ? "text/event-stream; charset=utf-8" : "application/x-ndjson",
+        "cache-control": "no-cache",
+        "x-content-type-options": "nosniff",
+        // nginx buffers proxied responses unless told otherwise, which would hold every message back.
+        "x-accel-buffering": "no",
+        "x-request-id": call.requestId,
+      });
+      if (format === "sse") {
+        heartbeat = setInterval(() => {
+          // A blocked socket is not idle, and a heartbeat queued behind it would only grow the buffer.
+          if (!draining && !res.writableEnded && !res.destroyed) res.write(": heartbeat\n");
+        }, heartbeatMs);
+      }
+    },
+    write(message) {
+      const ok = res.write(encode(format, message));
+      heartbeat?.refresh();
+      draining = !ok;
+      return ok;
+    },
+  });
+  clearInterval(heartbeat);
+  abort.finish();
+  if (end.kind === "failed" && !end.opened) {
+    // The generator validates on the first pull: the status is still ours to choose.
+    sendError(res, ConnectError.from(end.error), call.requestId);
+    return;
+  }
+  // Mid-stream the status is sent already: say why in the body's own format, then end.
+  if (end.kind === "failed" && !abort.closed && !res.destroyed) {
+    res.write(encodeError(format, ConnectError.from(end.error)));
+  }
+  if (!res.writableEnded) res.end();
+}
+
+function encode(format: Format, message: StreamResponse): string {
+  const json = toJsonString(StreamResponseSchema, message);
+  return format === "sse" ? `id: ${message.counter}\ndata: ${json}\n\n` : `${json}\n`;
+}
+
+/** NDJSON: a last line {"error": {...}}; SSE: an "error" event. Either way the Connect error shape. */
+function encodeError(format: Format, error: ConnectError): string {
+  const body = { code: codeName(error.code), message: clientMessage(error) };
+  return format === "sse" ? `event: error\ndata: ${JSON.stringify(body)}\n\n` : `${JSON.stringify({ error: body })}\n`;
+}
+
+function sendError(res: NodeResponse, error: ConnectError, requestId: string): void {
+  // Statuses as the Connect protocol maps codes (invalid_argument 400, resource_exhausted 429, unavailable 503).
+  sendJsonError(res, codeToHttpStatus(error.code), codeName(error.code), clientMessage(error), {
+    "x-request-id": requestId,
+  });
+}
+
+function acceptsEventStream(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  return accept.split(",").some((range) => range.split(";", 1)[0]?.trim().toLowerCase() === "text/event-stream");
+}
+
+function header(req: NodeRequest, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}

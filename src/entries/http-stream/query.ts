@@ -1,0 +1,59 @@
+import { fromJson } from "@bufbuild/protobuf";
+import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
+import { invalidArgument as invalid } from "../../core/errors.js";
+import { MAX_COUNTER, type StreamParams } from "../../core/greeting.js";
+
+// GET /stream's query string (and EventSource's Last-Event-ID) read as the
+// same StreamParams the RPC carries. Error messages start with the
+// parameter's name, worded like core/greeting.ts's.
+
+const params = new Set(["name", "interval", "limit", "start_at"]);
+const uint64 = /^\d{1,20}$/;
+
+/** Query string (and Last-Event-ID) to StreamParams; undefined when Last-Event-ID says the stream is complete. */
+export function parseQuery(url: string, lastEventId: string | undefined): StreamParams | undefined {
+  const query = new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : "");
+  const seen = new Set<string>();
+  for (const key of query.keys()) {
+    if (!params.has(key)) throw invalid(`${key} is not a parameter (expected name, interval, limit or start_at)`);
+    if (seen.has(key)) throw invalid(`${key} is given more than once`);
+    seen.add(key);
+  }
+  const limit = counter("limit", query.get("limit"));
+  let startAt = counter("start_at", query.get("start_at"));
+  const interval = duration(query.get("interval"));
+  let remaining = limit;
+  if (lastEventId !== undefined && lastEventId.trim() !== "") {
+    const last = counter("Last-Event-ID", lastEventId.trim());
+    // The same URL comes back on every reconnect: go on after `last`, with what is left of the limit.
+    if (last + 1n < startAt) throw invalid(`Last-Event-ID ${last} is before start_at ${startAt}`);
+    if (limit !== 0n) {
+      const sent = last + 1n - startAt;
+      if (sent >= limit) return undefined;
+      remaining = limit - sent;
+    }
+    startAt = last + 1n;
+  }
+  return {
+    name: query.get("name") ?? "",
+    ...(interval !== undefined ? { interval } : {}),
+    limit: remaining,
+    startAt,
+  };
+}
+
+function counter(name: string, raw: string | null): bigint {
+  if (raw === null) return 0n;
+  const n = uint64.test(raw) ? BigInt(raw) : -1n;
+  if (n < 0n || n > MAX_COUNTER) throw invalid(`${name} must be a whole number from 0 to ${MAX_COUNTER}`);
+  return n;
+}
+
+function duration(raw: string | null): Duration | undefined {
+  if (raw === null) return undefined;
+  try {
+    return fromJson(DurationSchema, raw);
+  } catch {
+    throw invalid(`interval must be a duration such as 0.5s or 2s (got ${JSON.stringify(raw)})`);
+  }
+}

@@ -1,0 +1,38 @@
+import { randomUUID } from "node:crypto";
+import type { CallInfo } from "../../core/stream-service.js";
+
+// Who is calling, built the same way on every road: the peer's address, the
+// caller's request id when it is sane (else a fresh one), and when its
+// deadline passes.
+
+export interface CallInput {
+  socket: { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined;
+  protocol: string;
+  httpVersion: string;
+  /** The x-request-id request header, as sent. */
+  requestIdHeader: string | null | undefined;
+  /** The deadline the protocol carried (grpc-timeout, connect-timeout-ms), from now. */
+  timeoutMs?: number | undefined;
+}
+
+export function createCallInfo(input: CallInput): CallInfo {
+  return {
+    peer: peerOf(input.socket),
+    protocol: input.protocol,
+    httpVersion: input.httpVersion,
+    requestId: requestIdFrom(input.requestIdHeader),
+    deadlineAt: input.timeoutMs === undefined ? undefined : performance.now() + input.timeoutMs,
+  };
+}
+
+function peerOf(socket: CallInput["socket"]): string {
+  const addr = socket?.remoteAddress ?? "unknown";
+  return addr.includes(":") ? `[${addr}]:${socket?.remotePort}` : `${addr}:${socket?.remotePort}`;
+}
+
+const requestIdPattern = /^[\w.:-]{1,64}$/;
+
+/** The caller's x-request-id when it is sane, else a fresh one: a header is never trusted into a log as is. */
+function requestIdFrom(header: string | null | undefined): string {
+  return header && requestIdPattern.test(header) ? header : randomUUID();
+}

@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+// The rooms of src/ and who may enter which (docs/architecture.md). A call
+// takes one of three roads (entries/lean-grpc, entries/connect,
+// entries/http-stream), all ending in core/; what the roads share is in
+// entries/kit/. Read from the import statements of every file, so a rule
+// broken in any file fails here.
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+interface Import {
+  from: string;
+  /** The specifier as written. */
+  specifier: string;
+  /** Repository-relative path of a relative import, else undefined (a package or node: module). */
+  target: string | undefined;
+}
+
+function files(dir: string): string[] {
+  return readdirSync(path.join(root, dir), { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith(".ts"))
+    .map((e) => path.relative(root, path.join(e.parentPath, e.name)))
+    .filter((f) => !f.startsWith("web/dist/"));
+}
+
+function importsOf(file: string): Import[] {
+  const text = readFileSync(path.join(root, file), "utf8");
+  const out: Import[] = [];
+  const pattern =
+    /(?:^|\n)\s*(?:import|export)\s[^"';]*?from\s*"([^"]+)"|import\(\s*"([^"]+)"\s*\)|(?:^|\n)import\s+"([^"]+)"/g;
+  for (const m of text.matchAll(pattern)) {
+    const specifier = m[1] ?? m[2] ?? m[3] ?? "";
+    const target = specifier.startsWith(".")
+      ? path.relative(root, path.resolve(path.dirname(path.join(root, file)), specifier)).replace(/\.js$/, ".ts")
+      : undefined;
+    out.push({ from: file, specifier, target });
+  }
+  return out;
+}
+
+/** The room a repository path is in: "core", "entries/kit", "entries/connect", "ops", "gen", "web", ... */
+function roomOf(file: string): string {
+  const parts = file.split("/");
+  if (parts[0] === "src" && parts[1] === "entries") return `entries/${parts[2]}`;
+  if (parts[0] === "src") return parts.length === 2 ? `src/${parts[1]}` : (parts[1] ?? "");
+  return parts[0] ?? "";
+}
+
+const all = [...files("src"), ...files("web")].flatMap(importsOf);
+
+function violations(rule: (i: Import) => boolean): string[] {
+  return all.filter(rule).map((i) => `${i.from} imports ${i.specifier}`);
+}
+
+const transports = ["node:http", "node:http2", "node:net", "node:tls", "@connectrpc/connect-node"];
+const nodeOnly = (s: string) => s.startsWith("node:") || s === "@connectrpc/connect-node" || s === "prom-client";
+
+describe("the rooms of src/", () => {
+  it("should find the files and their imports it checks", () => {
+    assert.ok(all.length > 100, `only ${all.length} imports found`);
+    assert.ok(all.some((i) => i.from === "src/core/stream-service.ts" && i.target === "src/core/pacer.ts"));
+  });
+
+  it("should keep core free of transports and of every other room", () => {
+    assert.deepEqual(
+      violations(
+        (i) =>
+          roomOf(i.from) === "core" &&
+          (transports.includes(i.specifier) ||
+            (i.target !== undefined && !["core", "shared", "gen"].includes(roomOf(i.target)))),
+      ),
+      [],
+    );
+  });
+
+  it("should let no road import another road", () => {
+    assert.deepEqual(
+      violations((i) => {
+        const from = roomOf(i.from);
+        if (!from.startsWith("entries/") || from === "entries/kit" || i.target === undefined) return false;
+        const to = roomOf(i.target);
+        return to.startsWith("entries/") && to !== "entries/kit" && to !== from;
+      }),
+      [],
+    );
+  });
+
+  it("should let the roads and their kit use only core, the kit, http, shared, gen and the logger's type", () => {
+    const allowed = ["core", "entries/kit", "http", "shared", "gen"];
+    assert.deepEqual(
+      violations((i) => {
+        const from = roomOf(i.from);
+        if (!from.startsWith("entries/") || i.target === undefined) return false;
+        const to = roomOf(i.target);
+        return !(allowed.includes(to) || to === from || i.target === "src/ops/log.ts");
+      }),
+      [],
+    );
+  });
+
+  it("should let ops and http import no road and no server", () => {
+    assert.deepEqual(
+      violations((i) => {
+        const from = roomOf(i.from);
+        if (!["ops", "http"].includes(from) || i.target === undefined) return false;
+        const to = roomOf(i.target);
+        return to.startsWith("entries/") || to === "server" || to === "config";
+      }),
+      [],
+    );
+  });
+
+  it("should keep the client room and shared helpers free of anything Node-only, for the web page", () => {
+    assert.deepEqual(
+      violations(
+        (i) =>
+          ["client", "shared"].includes(roomOf(i.from)) &&
+          (nodeOnly(i.specifier) ||
+            (i.target !== undefined && !["client", "shared", "gen"].includes(roomOf(i.target)))),
+      ),
+      [],
+    );
+  });
+
+  it("should let the web page import only the client room, shared helpers and gen", () => {
+    assert.deepEqual(
+      violations(
+        (i) =>
+          i.from.startsWith("web/") &&
+          i.from !== "web/build.ts" &&
+          (nodeOnly(i.specifier) ||
+            (i.target !== undefined && !["src/client", "src/shared", "gen"].some((r) => i.target?.startsWith(r)))),
+      ),
+      [],
+    );
+  });
+
+  it("should let nothing import an entry point", () => {
+    assert.deepEqual(
+      violations((i) => i.target === "src/main.ts" || i.target === "src/client-main.ts"),
+      [],
+    );
+  });
+});
