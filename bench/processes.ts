@@ -112,6 +112,9 @@ const serverEnv = [
   "MAX_CONCURRENT_STREAMS",
 ];
 
+/** OpenTelemetry's variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, ...) configure tracing: a row sets its own. */
+const isServerEnv = (name: string) => serverEnv.includes(name) || name.startsWith("OTEL_");
+
 export interface ServerProcess {
   readonly pid: number;
   readonly port: number;
@@ -122,17 +125,23 @@ export interface ServerProcess {
 }
 
 /**
- * Starts a server pinned to the server core, on a free port chosen here
- * (our server prints no "listening" line at --log-level silent), and waits
- * until the port accepts connections. Its stdout (our request logs) is read
+ * Starts a server pinned to the server core, configured by its flags and
+ * `rowEnv` only, on a free port chosen here (our server prints no
+ * "listening" line at --log-level silent), and waits until the port accepts
+ * connections. Its stdout (our request logs) is read
  * and dropped, as a log shipper would, so logging costs what it costs.
  */
-export async function startServer(argv: string[], readyTimeoutMs = 30_000): Promise<ServerProcess> {
+export async function startServer(
+  argv: string[],
+  rowEnv: Record<string, string> = {},
+  readyTimeoutMs = 30_000,
+): Promise<ServerProcess> {
   const port = await freePort();
   const [cmd, args] = pinned(SERVER_CORE, [...argv, "--host", "127.0.0.1", "--port", String(port)]);
-  // Flags alone configure a row: settings the caller's environment may carry stay out.
+  // The row alone configures the server: settings the caller's environment may carry stay out.
   const env = { ...process.env };
-  for (const name of serverEnv) delete env[name];
+  for (const name of Object.keys(env)) if (isServerEnv(name)) delete env[name];
+  Object.assign(env, rowEnv);
   const child = track(spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env }));
   let tail = "";
   child.stdout?.on("data", () => {});

@@ -1,5 +1,8 @@
 import { execFileSync } from "node:child_process";
+import { once } from "node:events";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -103,13 +106,33 @@ const node = (script: string) => [process.execPath, "--import", "tsx", "--import
 
 interface Row extends RowSpec {
   argv: string[];
+  /** Environment the server gets (OpenTelemetry's variables); nothing else of ours leaks in. */
+  env?: Record<string, string>;
   /** Protocols the correctness check covers. */
   protocols: Protocol[];
   /** Connect floods (HTTP/2 and HTTP/1.1), and NDJSON when our server has it. */
   connect: boolean;
-  /** Latency, fan-out and idle; false for the logging-off row, which only repeats the gRPC floods. */
+  /** Latency, fan-out and idle; false for the rows of figures 5 and 7, which only repeat the gRPC floods. */
   full: boolean;
 }
+
+// Where the tracing rows export: a sink on loopback that answers every
+// OTLP/HTTP request with an empty success and counts what it got.
+const sink = { requests: 0, bytes: 0 };
+const sinkServer = http.createServer((req, res) => {
+  req.on("data", (c: Buffer) => {
+    sink.bytes += c.byteLength;
+  });
+  req.on("end", () => {
+    sink.requests++;
+    res.writeHead(200, { "content-type": "application/x-protobuf" });
+    res.end();
+  });
+});
+sinkServer.listen(0, "127.0.0.1");
+await once(sinkServer, "listening");
+sinkServer.unref();
+const sinkUrl = `http://127.0.0.1:${(sinkServer.address() as AddressInfo).port}`;
 
 const rows: Row[] = [
   {
@@ -121,9 +144,35 @@ const rows: Row[] = [
     full: true,
   },
   {
+    key: "nolog",
+    title: "ours, --log-level silent",
+    argv: [...node("src/main.ts"), "--log-level", "silent"],
+    protocols: ["grpc"],
+    connect: false,
+    full: false,
+  },
+  {
     key: "quiet",
     title: `ours, --log-level silent${hasMetricsFlag ? " --metrics off" : ""}`,
     argv: [...node("src/main.ts"), "--log-level", "silent", ...(hasMetricsFlag ? ["--metrics", "off"] : [])],
+    protocols: ["grpc"],
+    connect: false,
+    full: false,
+  },
+  {
+    key: "traceDrop",
+    title: "ours, tracing on, sampler drops every span (OTEL_TRACES_SAMPLER=always_off)",
+    argv: node("src/main.ts"),
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl, OTEL_TRACES_SAMPLER: "always_off" },
+    protocols: ["grpc"],
+    connect: false,
+    full: false,
+  },
+  {
+    key: "traceAll",
+    title: "ours, tracing on, every span exported (default sampler)",
+    argv: node("src/main.ts"),
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl },
     protocols: ["grpc"],
     connect: false,
     full: false,
@@ -339,7 +388,7 @@ async function probeNdjson(port: number, limits: number[]): Promise<Map<number, 
 async function withServer<T>(row: Row, what: string, fn: (s: ServerProcess) => Promise<T>): Promise<T | undefined> {
   let server: ServerProcess | undefined;
   try {
-    server = await startServer(row.argv);
+    server = await startServer(row.argv, row.env);
     return await fn(server);
   } catch (e) {
     const tail = server?.stderrTail().trim();
@@ -515,10 +564,18 @@ const machine = {
   h2load: h2loadVersion,
 };
 const date = new Date().toISOString();
-const mainRows = rows.filter((r) => r.key !== "quiet");
-const loggingRows = rows.filter((r) => r.key === "ours" || r.key === "quiet");
+const loggingRows = rows.filter((r) => ["ours", "nolog", "quiet"].includes(r.key));
+const tracingRows = rows.filter((r) => ["ours", "traceDrop", "traceAll"].includes(r.key));
+const mainRows = rows.filter((r) => r.key === "ours" || !(loggingRows.includes(r) || tracingRows.includes(r)));
 const ratio = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined ? "n/a" : `${(a / b).toFixed(2)}x`;
+/** "1 stream 0.98x, 100 streams 1.01x": a row's gRPC floods over another's. */
+const floodRatios = (row: string, base: string) =>
+  `1 stream ${ratio(summary[row]?.grpc1?.median, summary[base]?.grpc1?.median)}, 100 streams ${ratio(summary[row]?.grpc100?.median, summary[base]?.grpc100?.median)}`;
+// The every-span row must have exported: a tracing that sends nothing would measure nothing.
+if (summary.traceAll?.grpc1 !== undefined && sink.requests === 0) {
+  failures.push("traceAll: the OTLP sink received no export request");
+}
 const md = [
   `### ${quick ? "Quick run (--quick: 1 run, small sizes; a smoke test, not a measurement)" : `Full run (median of ${sizes.runs})`}`,
   "",
@@ -534,15 +591,21 @@ const md = [
   "",
   table(mainRows, latencyFigures, summary),
   "",
-  "**5. Cost of logging and metrics** (figure 1 over gRPC, ours with defaults vs. switched off)",
+  "**5. Cost of logging and metrics** (figure 1 over gRPC, ours with defaults vs. switched off; logs are pino's JSON lines on stdout, read and dropped)",
   "",
   table(loggingRows, floodFigures.slice(0, 2), summary),
   "",
-  `on/off: 1 stream ${ratio(summary.ours?.grpc1?.median, summary.quiet?.grpc1?.median)}, 100 streams ${ratio(summary.ours?.grpc100?.median, summary.quiet?.grpc100?.median)}`,
+  `logging on/off: ${floodRatios("ours", "nolog")} · logging and metrics on/off: ${floodRatios("ours", "quiet")}`,
   "",
   `**6. Fairness** (N curl processes read interval-0 streams on one road as fast as they can; beside them a client streams at ${GOOD_INTERVAL_MS} ms and /healthz is probed every 50 ms on fresh connections; a 100 ms gap is on time)`,
   "",
   fairnessTable(summary),
+  "",
+  `**7. Cost of tracing** (figure 1 over gRPC; ours with defaults has no OTLP endpoint set, so no tracer at all; the tracing rows export to a sink on loopback, which got ${sink.requests} request(s), ${sink.bytes} bytes)`,
+  "",
+  table(tracingRows, floodFigures.slice(0, 2), summary),
+  "",
+  `vs. tracing off: spans dropped ${floodRatios("traceDrop", "ours")} · every span exported ${floodRatios("traceAll", "ours")}`,
   ...(notes.length > 0 ? ["", ...notes.map((n) => `- ${n}`)] : []),
   ...(failures.length > 0 ? ["", "**Failures:**", ...failures.map((f) => `- ${f.split("\n")[0]}`)] : []),
   "",

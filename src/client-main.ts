@@ -4,10 +4,18 @@ import { Code, ConnectError, createClient, type Transport } from "@connectrpc/co
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { StreamService } from "../gen/stream/v1/stream_pb.js";
 import { streamWithResume } from "./client/resume.js";
+import { startClientTrace } from "./ops/client-trace.js";
+import { createLogger } from "./ops/log.js";
+import { type EnvTracer, TracingConfigError, tracerFromEnv } from "./ops/otel-env.js";
 import { durationFromMs, parseDuration } from "./shared/duration.js";
+import { serviceVersion } from "./shared/version.js";
 
 // npm run client -- --name Alice [--url URL] [--protocol connect|grpc|grpcweb]
 //                   [--interval 2s] [--limit N] [--start-at N] [--http-version 1.1|2]
+//
+// Every attempt carries one traceparent, so the server's spans of the whole
+// stream share a trace; with OTEL_EXPORTER_OTLP_ENDPOINT set, the client's own
+// span is exported too.
 
 const usage =
   "usage: npm run client -- --name NAME [--url http://localhost:8080] [--protocol connect|grpc|grpcweb] [--interval 2s] [--limit N] [--start-at N] [--http-version 1.1|2]";
@@ -72,6 +80,21 @@ const transport: Transport =
       : createConnectTransport(transportOptions);
 const client = createClient(StreamService, transport);
 
+let tracing: EnvTracer | undefined;
+try {
+  const logger = createLogger({ format: "pretty", level: "warn", write: (line) => process.stderr.write(line) });
+  tracing = tracerFromEnv({ serviceName: "stream-client", serviceVersion, logger });
+} catch (e) {
+  if (!(e instanceof TracingConfigError)) throw e;
+  fail(`configuration error: ${e.message}`, 2);
+}
+const trace = startClientTrace({ tracer: tracing?.tracer, protocol, url: args.url });
+/** Ends the client's span and sends it (within 5 s) before the process exits. */
+async function endTrace(error?: unknown): Promise<void> {
+  trace.end(error);
+  await tracing?.shutdown(5000);
+}
+
 const stop = new AbortController();
 process.once("SIGINT", () => stop.abort());
 process.once("SIGTERM", () => stop.abort());
@@ -82,7 +105,7 @@ try {
     ...(intervalMs !== undefined ? { interval: durationFromMs(intervalMs) } : {}),
     limit,
     startAt,
-    open: (request, options) => client.stream(request, options),
+    open: (request, options) => client.stream(request, { ...options, headers: trace.headers }),
     signal: stop.signal,
     onMessage(message) {
       const at = message.timestamp ? timestampDate(message.timestamp).toISOString() : "-";
@@ -96,8 +119,10 @@ try {
       }
     },
   });
+  await endTrace();
   process.stderr.write(outcome === "done" ? "stream complete\n" : "stopped\n");
 } catch (e) {
   const error = ConnectError.from(e);
+  await endTrace(error);
   fail(`error: ${Code[error.code] ?? error.code}: ${error.rawMessage}`, 1);
 }

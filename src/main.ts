@@ -1,6 +1,8 @@
 import { ConfigError, configHelp, parseConfig } from "./config/config.js";
 import { createLogger } from "./ops/log.js";
+import { type EnvTracer, TracingConfigError, tracerFromEnv } from "./ops/otel-env.js";
 import { createServer } from "./server/server.js";
+import { serviceVersion } from "./shared/version.js";
 
 // The entry point: configuration, build, listen, signals. Nothing imports it.
 
@@ -22,7 +24,17 @@ const logger = createLogger({
   level: config.logLevel,
   format: config.logFormat === "auto" ? (process.stdout.isTTY ? "pretty" : "json") : config.logFormat,
 });
-const server = createServer(config, logger);
+// OpenTelemetry's own variables (OTEL_EXPORTER_OTLP_ENDPOINT, ...), as every OpenTelemetry SDK reads them.
+let tracing: EnvTracer | undefined;
+try {
+  tracing = tracerFromEnv({ serviceName: "stream-service", serviceVersion, logger });
+} catch (e) {
+  if (!(e instanceof TracingConfigError)) throw e;
+  process.stderr.write(`configuration error: ${e.message}\n`);
+  process.exit(2);
+}
+if (tracing) logger.info("tracing on", { protocol: tracing.protocol });
+const server = createServer(config, logger, { tracing });
 const listener = await server.listen();
 const { address, port } = listener.address();
 const scheme = config.tlsCert ? "https" : "http";

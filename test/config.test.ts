@@ -2,8 +2,6 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { ConfigError, defaults, type OptionSpec, options, parseConfig } from "../src/config/config.js";
-import { bufferedStdout, createLogger } from "../src/ops/log.js";
-import { eventually } from "./support/server.js";
 
 describe("parseConfig()", () => {
   it("should use the defaults when nothing is given", () => {
@@ -73,47 +71,5 @@ describe("parseConfig()", () => {
     const flags = Object.values(options).map((o) => o.flag);
     assert.ok(flags.length > 10);
     for (const flag of flags) assert.match(page, new RegExp(`^\\| \`--${flag}\``, "m"), `the table lacks --${flag}`);
-  });
-});
-
-describe("createLogger()", () => {
-  it("should keep client text inside its JSON field, whatever it contains", () => {
-    const lines: string[] = [];
-    const log = createLogger({ format: "json", write: (l) => lines.push(l) });
-    log.info("stream started", { name: 'Eve"\n{"level":"error","msg":"forged"}' });
-    assert.equal(lines.length, 1);
-    assert.equal(lines[0]?.split("\n").length, 2, "one line and its newline");
-    assert.equal(JSON.parse(lines[0] as string).name, 'Eve"\n{"level":"error","msg":"forged"}');
-  });
-  it("should quote client text in the terminal format too", () => {
-    const lines: string[] = [];
-    createLogger({ format: "pretty", write: (l) => lines.push(l) }).info("stream started", { name: "a\nb" });
-    assert.match(lines[0] as string, /INFO {2}stream started name="a\\nb"\n$/);
-  });
-  it("should drop lines below the level", () => {
-    const lines: string[] = [];
-    const log = createLogger({ level: "warn", write: (l) => lines.push(l) });
-    log.info("quiet");
-    log.warn("loud");
-    assert.equal(lines.length, 1);
-  });
-});
-
-describe("bufferedStdout()", () => {
-  it("should write the lines of a burst with one write, soon after", async () => {
-    const writes: string[] = [];
-    const write = bufferedStdout({ write: (chunk: string) => writes.push(chunk) }, 20);
-    write("one\n");
-    write("two\n");
-    write("three\n");
-    assert.equal(writes.length, 0, "nothing written yet");
-    await eventually(() => writes.length > 0, 2000, "the flush");
-    assert.deepEqual(writes, ["one\ntwo\nthree\n"]);
-  });
-  it("should write at once when the batch grows past its bound", () => {
-    const writes: string[] = [];
-    const write = bufferedStdout({ write: (chunk: string) => writes.push(chunk) }, 60_000, 10);
-    write("0123456789\n");
-    assert.deepEqual(writes, ["0123456789\n"]);
   });
 });

@@ -28,7 +28,8 @@ const expectedRecipes: Record<string, number> = {
   "docs/clients.md": 7,
   "docs/deploy.md": 0,
   "docs/http.md": 3,
-  "docs/operations.md": 5,
+  "docs/observability.md": 1,
+  "docs/operations.md": 4,
   "docs/performance.md": 0,
 };
 

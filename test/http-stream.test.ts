@@ -3,6 +3,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as readline from "node:readline";
 import { after, afterEach, before, describe, it } from "node:test";
+import { sample, scrapeMetrics } from "./support/metrics-text.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
 
 // GET /stream over real sockets, as curl and EventSource see it.
@@ -200,6 +201,24 @@ describe("GET /stream", () => {
         assert.ok(body.message.startsWith(`${names} `), body.message);
       });
     }
+
+    it("should log a bad query as stream rejected and count it as an invalid_argument error, like an RPC's", async () => {
+      const before = await scrapeMetrics(srv.url);
+      const r = await get(`${srv.url}/stream?name=Rejected&interval=fast`, { "x-request-id": "bad-query-1" });
+      assert.equal(r.status, 400);
+      await r.rest();
+      const rejected = srv.logs.find((l) => l.msg === "stream rejected" && l.id === "bad-query-1");
+      assert.ok(rejected, "a stream rejected line");
+      assert.equal(rejected.level, "info");
+      assert.equal(rejected.protocol, "ndjson");
+      assert.equal(rejected.code, "invalid_argument");
+      assert.match(String(rejected.error), /^interval /);
+      const now = await scrapeMetrics(srv.url);
+      const delta = (series: string) => sample(now, series) - sample(before, series);
+      assert.equal(delta('request_errors_total{code="invalid_argument"}'), 1);
+      assert.equal(delta('streams_ended_total{reason="error"}'), 1);
+      assert.equal(delta('streams_started_total{protocol="ndjson"}'), 0, "a rejected stream never started");
+    });
 
     for (const [value, why] of [
       ["abc", "not a number"],

@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { generatePythonStubs, type PythonStubs, python } from "./support/python.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
 
 // Python grpcio (Debian's python3-grpcio), a client nobody on this project
@@ -13,49 +11,21 @@ import { eventually, startServer, type TestServer } from "./support/server.js";
 // scripts/setup.sh installs it, and a machine without it must fail here.
 
 const run = promisify(execFile);
-/** Debian's interpreter, where apt put grpcio; a pyenv or venv python3 first on PATH would not have it. */
-const python = process.env.PYTHON ?? "/usr/bin/python3";
-const driver = join(import.meta.dirname, "python", "interop_client.py");
-
-interface Outcome {
-  messages: { message: string; counter: number }[];
-  code: string;
-  details: string;
-  status?: string;
-}
 
 describe("Python grpcio client", () => {
   let srv: TestServer;
-  let stubs: string;
+  let stubs: PythonStubs;
 
   before(async () => {
-    stubs = mkdtempSync(join(tmpdir(), "py-stubs-"));
-    // Health goes in under another import path: a generated top-level "grpc" package would shadow grpcio.
-    const protos = join(stubs, "protos");
-    mkdirSync(join(protos, "grpc_health_v1"), { recursive: true });
-    copyFileSync("proto/grpc/health/v1/health.proto", join(protos, "grpc_health_v1", "health.proto"));
-    const protoc = [python, "-m", "grpc_tools.protoc", `--python_out=${stubs}`, `--grpc_python_out=${stubs}`];
-    await run(protoc[0] as string, [...protoc.slice(1), "-I", "proto", "stream/v1/stream.proto"]);
-    await run(protoc[0] as string, [...protoc.slice(1), "-I", protos, "grpc_health_v1/health.proto"]);
+    stubs = await generatePythonStubs();
     srv = await startServer();
   });
   after(async () => {
     await srv?.close();
-    rmSync(stubs, { recursive: true, force: true });
+    stubs?.remove();
   });
 
-  async function call(spec: Record<string, unknown>): Promise<Outcome> {
-    const { stdout } = await run(python, [driver, `127.0.0.1:${srv.port}`, JSON.stringify(spec)], {
-      env: { ...process.env, PYTHONPATH: stubs },
-      timeout: 20_000,
-    });
-    const lines = stdout
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const last = lines.pop() as { code: string; details: string; status?: string };
-    return { messages: lines as Outcome["messages"], ...last };
-  }
+  const call = (spec: Record<string, unknown>) => stubs.call(`127.0.0.1:${srv.port}`, spec);
 
   it("should stream `limit` greetings and end OK", async () => {
     const got = await call({ op: "stream", name: "Py", limit: 3, interval_ms: 0 });

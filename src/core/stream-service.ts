@@ -8,8 +8,8 @@ import { TurnBudget } from "./turn-budget.js";
 // The one stream implementation. Every road (the gRPC lean path,
 // connect-node, GET /stream) calls open(): validation, pacing, limits,
 // fairness and the live-stream registry live here, so no road can skip them.
-// What happens around a stream (logs, metrics) is the observers'; this file
-// knows no transport and no logger.
+// What happens around a stream (traces, logs, metrics) is the observers';
+// this file knows no transport, no logger and no tracer.
 
 /** Who is calling, as the road that accepted the call knows it. */
 export interface CallInfo {
@@ -23,6 +23,13 @@ export interface CallInfo {
   requestId: string;
   /** When the caller's deadline passes (a performance.now() time), if it set one. */
   deadlineAt?: number | undefined;
+  /** The caller's W3C trace context (the traceparent and tracestate headers) as sent, for the tracing observer. */
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
+  /** The trace and span the call is known by, once the tracing observer gave it a span; the logs carry them. */
+  trace?: { readonly traceId: string; readonly spanId: string } | undefined;
+  /** The tracing observer's span, from opened() to ended(): opaque here, the core knows no tracing library. */
+  span?: unknown;
 }
 
 /** Why a stream ended, as logs and metrics report it. */
@@ -35,7 +42,7 @@ export interface StreamEnd {
   error?: ConnectError;
 }
 
-/** Watches stream life cycles (logs, metrics). Called once per call, never per message. */
+/** Watches stream life cycles (traces, logs, metrics). Called once per call, never per message, in the order given. */
 export interface StreamObserver {
   /** A call refused before its stream opened: bad input, too many streams, shutting down. */
   rejected?(call: CallInfo, name: string, error: ConnectError): void;

@@ -5,7 +5,8 @@ import type { Logger } from "./log.js";
 // The lines every stream leaves, whatever road it took: one when it starts,
 // one when it ends (with why, how many messages, how long), or one when it
 // is refused. What the Python server this descends from logged on connect and
-// disconnect, with the request id that ties them together.
+// disconnect, with the request id that ties them together, and the trace and
+// span ids that tie them to the call's trace.
 
 export function createStreamLog(logger: Logger): StreamObserver {
   return {
@@ -36,5 +37,13 @@ export function createStreamLog(logger: Logger): StreamObserver {
 }
 
 function fields(call: CallInfo) {
-  return { id: call.requestId, peer: call.peer, protocol: call.protocol, http: call.httpVersion };
+  return {
+    id: call.requestId,
+    peer: call.peer,
+    protocol: call.protocol,
+    http: call.httpVersion,
+    // Set when the tracing observer, which runs first, gave the call a span.
+    trace_id: call.trace?.traceId,
+    span_id: call.trace?.spanId,
+  };
 }

@@ -14,8 +14,10 @@ import { PlainRoutes } from "../http/plain-routes.js";
 import { createHealthRoutes, createReadyzHandler, HealthStatus, handleHealthz } from "../ops/health.js";
 import type { Logger } from "../ops/log.js";
 import { Metrics } from "../ops/metrics.js";
+import type { EnvTracer } from "../ops/otel-env.js";
 import { createReflectionRoutes, DescriptorIndex } from "../ops/reflection.js";
 import { createStreamLog } from "../ops/stream-log.js";
+import { createTracingObserver, wantsLegacyRpcAttributes } from "../ops/tracing.js";
 import { withCors } from "./cors.js";
 import { type Listener, listen } from "./listen.js";
 import { shutdown } from "./shutdown.js";
@@ -33,12 +35,23 @@ export interface Server {
   shutdown(): Promise<boolean>;
 }
 
-export function createServer(config: Config, logger: Logger): Server {
+export interface ServerOptions {
+  /** Where stream spans go (tracerFromEnv()). Default none: no span is made, and tracing costs nothing. */
+  tracing?: EnvTracer | undefined;
+}
+
+export function createServer(config: Config, logger: Logger, options: ServerOptions = {}): Server {
+  const { tracing } = options;
   // Per stream, never per message: messagesSent is read only when /metrics is scraped.
   const metrics: Metrics | undefined = config.metrics
     ? new Metrics({ messagesSent: (): number => streams.messagesSent })
     : undefined;
-  const observers: StreamObserver[] = [createStreamLog(logger)];
+  const observers: StreamObserver[] = [];
+  // First: it gives the call the trace and span ids that the log lines carry.
+  if (tracing) {
+    observers.push(createTracingObserver({ tracer: tracing.tracer, legacyAttributes: wantsLegacyRpcAttributes() }));
+  }
+  observers.push(createStreamLog(logger));
   if (metrics) observers.push(metrics);
   const streams = new GreetingStreams({
     defaultIntervalMs: config.defaultIntervalMs,
@@ -93,7 +106,14 @@ export function createServer(config: Config, logger: Logger): Server {
     },
     shutdown() {
       if (listener === undefined) return Promise.resolve(true);
-      closing ??= shutdown({ listener, streams, logger, graceMs: config.shutdownGraceMs, onDraining });
+      closing ??= shutdown({
+        listener,
+        streams,
+        logger,
+        graceMs: config.shutdownGraceMs,
+        onDraining,
+        ...(tracing ? { flush: (timeoutMs: number) => tracing.shutdown(timeoutMs) } : {}),
+      });
       return closing;
     },
   };

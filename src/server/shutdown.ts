@@ -16,7 +16,15 @@ export interface ShutdownOptions {
   graceMs: number;
   /** Called first, before anything closes (health turns NOT_SERVING). */
   onDraining?: () => void;
+  /**
+   * Called last, once every stream ended: sends what telemetry is pending
+   * (the spans of the streams just ended), within the time it is given.
+   */
+  flush?: (timeoutMs: number) => Promise<void>;
 }
+
+/** What a flush gets when the grace period is spent: the spans of the streams it cut are the ones worth having. */
+const MIN_FLUSH_MS = 1000;
 
 /** Resolves true when everything closed within the grace period, false when it had to destroy sockets. */
 export async function shutdown(options: ShutdownOptions): Promise<boolean> {
@@ -53,6 +61,7 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
   // "not running" error that a server which never listened itself reports.
   listener.http1?.close(() => {});
   await stopped;
+  await options.flush?.(Math.max(graceMs - (performance.now() - started), MIN_FLUSH_MS));
   logger.info("shut down", { clean, duration_ms: Math.round(performance.now() - started) });
   return clean;
 }

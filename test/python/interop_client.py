@@ -1,7 +1,8 @@
 """One call to the stream service with Python grpcio, for test/python-interop.test.ts.
 
 Usage: interop_client.py TARGET SPEC_JSON, with the generated stubs on
-PYTHONPATH. SPEC is {"op": "stream" | "check", ...}; the outcome is printed as
+PYTHONPATH. SPEC is {"op": "stream" | "check", ...} ("metadata": [[key, value]]
+adds request metadata to a stream); the outcome is printed as
 JSON lines: one {"message", "counter"} per message received, then
 {"code": "OK" | "<grpc status name>", "details": "..."}. The test decides
 what is right; this script only reports what grpcio saw.
@@ -35,7 +36,9 @@ def stream(channel, spec):
         interval = Duration()
         interval.FromMilliseconds(spec["interval_ms"])
         request.interval.CopyFrom(interval)
-    call = stub.Stream(request, timeout=spec.get("timeout"))
+    # Metadata as [[key, value], ...]: a traceparent, say, as other services' clients send it.
+    metadata = tuple((k, v) for k, v in spec.get("metadata", []))
+    call = stub.Stream(request, timeout=spec.get("timeout"), metadata=metadata or None)
     received = 0
     try:
         for m in call:

@@ -93,10 +93,19 @@ export interface ServerProc extends Proc {
   readonly url: string;
 }
 
-/** `npm start`'s entry on 127.0.0.1; port 0 picks a free one. Resolves once it listens. */
-export async function startServerProcess(args: string[] = [], port = 0): Promise<ServerProc> {
+/**
+ * `npm start`'s entry on 127.0.0.1; port 0 picks a free one. Resolves once it
+ * listens. `env` is added to this process's environment (OTEL_* variables, as
+ * an operator would set them); an undefined value removes a variable.
+ */
+export async function startServerProcess(
+  args: string[] = [],
+  port = 0,
+  env: NodeJS.ProcessEnv = {},
+): Promise<ServerProc> {
   const proc = startProcess("src/main.ts", ["--host", "127.0.0.1", "--port", String(port), ...args], {
     LOG_FORMAT: "json",
+    ...env,
   });
   return listening(proc);
 }

@@ -42,5 +42,7 @@ function callInfo(ctx: HandlerContext): CallInfo {
     httpVersion: conn.httpVersion,
     requestIdHeader: ctx.requestHeader.get("x-request-id"),
     timeoutMs: ctx.timeoutMs(),
+    traceparent: ctx.requestHeader.get("traceparent"),
+    tracestate: ctx.requestHeader.get("tracestate"),
   });
 }

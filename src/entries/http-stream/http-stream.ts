@@ -35,6 +35,8 @@ export function createHttpStreamRoute(options: HttpStreamOptions): PlainHandler 
       protocol: format,
       httpVersion: req.httpVersion,
       requestIdHeader: header(req, "x-request-id"),
+      traceparent: header(req, "traceparent"),
+      tracestate: header(req, "tracestate"),
     });
     if (req.method !== "GET") {
       sendJsonError(res, 405, "unimplemented", `method ${req.method} not allowed on /stream; use GET`, {

@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import type { CallInfo } from "../../core/stream-service.js";
 
 // Who is calling, built the same way on every road: the peer's address, the
-// caller's request id when it is sane (else a fresh one), and when its
-// deadline passes.
+// caller's request id when it is sane (else a fresh one), when its deadline
+// passes, and the trace it belongs to.
 
 export interface CallInput {
   socket: { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined;
@@ -13,6 +13,9 @@ export interface CallInput {
   requestIdHeader: string | null | undefined;
   /** The deadline the protocol carried (grpc-timeout, connect-timeout-ms), from now. */
   timeoutMs?: number | undefined;
+  /** The W3C traceparent and tracestate request headers, as sent. */
+  traceparent: string | null | undefined;
+  tracestate: string | null | undefined;
 }
 
 export function createCallInfo(input: CallInput): CallInfo {
@@ -22,6 +25,11 @@ export function createCallInfo(input: CallInput): CallInfo {
     httpVersion: input.httpVersion,
     requestId: requestIdFrom(input.requestIdHeader),
     deadlineAt: input.timeoutMs === undefined ? undefined : performance.now() + input.timeoutMs,
+    traceparent: input.traceparent ?? undefined,
+    tracestate: input.tracestate ?? undefined,
+    // Present from the start, so every CallInfo has one shape for V8.
+    trace: undefined,
+    span: undefined,
   };
 }
 

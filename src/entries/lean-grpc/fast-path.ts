@@ -144,6 +144,8 @@ async function serve(ctx: Context, stream: http2.ServerHttp2Stream, headers: htt
     httpVersion: "2.0",
     requestIdHeader: single(headers["x-request-id"]),
     timeoutMs: timeout.timeoutMs,
+    traceparent: single(headers.traceparent),
+    tracestate: single(headers.tracestate),
   });
   response["x-request-id"] = call.requestId;
   // Messages produced in one turn of the event loop (interval 0) go out in one writev.
