@@ -1,15 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import {
-  assertFreed,
-  assertMemory,
-  assertPace,
-  closedWithin,
-  figures,
-  startTarget,
-  type Target,
-  underAttack,
-} from "../support/attack.js";
+import { assertHeld, closedWithin, figures, startTarget, type Target, underAttack } from "../support/attack.js";
 import {
   connectRaw,
   ErrorCode,
@@ -32,11 +23,12 @@ import {
 // its pace meanwhile. Attackers that answer PINGs do so on purpose: they are
 // the patient kind, that the session guard's PING timeout would not find.
 //
-// Tight flags: --h2-ping-timeout 1s (a silent peer goes within about 2 s);
-// --max-concurrent-streams stays at its default (1,000) but for the test of
-// streams past it, whose server has 100. (A lower limit also changes how
-// nghttp2 ends a flood of refused header lists: with 100 it fails the session
-// after a few hundred, with 1,000 it never does.)
+// Default flags, but for the test of streams past the limit, whose server
+// has --max-concurrent-streams 100. (A lower limit also changes how nghttp2
+// ends a flood of refused header lists: with 100 it fails the session after
+// a few hundred, with 1,000 it never does. And a tight --h2-ping-timeout
+// would cut a patient attacker only when the test machine is slow enough to
+// answer a PING late: the default leaves the cut to the server's own rules.)
 
 const MEMORY_BOUND_MIB = 32;
 /** How long each flood may go on; the server must have cut it by then. */
@@ -88,7 +80,7 @@ function assertErrorGoaways(codes: number[]): void {
 describe("HTTP/2 floods and protocol violations", () => {
   let target: Target;
   before(async () => {
-    target = await startTarget(["--h2-ping-timeout", "1s"]);
+    target = await startTarget();
   });
   after(() => target.stop());
 
@@ -116,9 +108,7 @@ describe("HTTP/2 floods and protocol violations", () => {
         // Closed by the server (closedWithin above). Its GOAWAY may be lost: a socket closed with the
         // flood unread sends a TCP reset, and the reset discards what the peer had not read yet.
         assertErrorGoaways(outcome.result.goaways);
-        assertPace(outcome.pace);
-        assertMemory(outcome, MEMORY_BOUND_MIB);
-        await assertFreed(target);
+        await assertHeld(target, outcome, MEMORY_BOUND_MIB);
       });
     }
   });
@@ -163,16 +153,12 @@ describe("HTTP/2 floods and protocol violations", () => {
       const r = outcome.result;
       assert.equal(r.firstAnswer, FrameType.RST_STREAM, "the first bomb was not refused with RST_STREAM");
       assert.notEqual(r.firstResetCode, ErrorCode.NO_ERROR);
-      assertPace(outcome.pace);
-      assertMemory(outcome, MEMORY_BOUND_MIB);
-      await assertFreed(target);
-      // Each refusal is cheap, but a peer that sends nothing else has no business here.
-      assert.equal(
-        r.stillOpen,
-        false,
-        `the server refused ${r.frames} header lists past the limit over ${r.ms} ms and never cut the peer`,
-      );
       assertErrorGoaways(r.goaways);
+      // Each refusal is cheap, but a peer that sends nothing else has no business here.
+      const cut = r.stillOpen
+        ? [`the server refused ${r.frames} header lists past the limit over ${r.ms} ms and never cut the peer`]
+        : [];
+      await assertHeld(target, outcome, MEMORY_BOUND_MIB, cut);
     });
   });
 
@@ -194,9 +180,7 @@ describe("HTTP/2 floods and protocol violations", () => {
         });
         t.diagnostic(figures(outcome, outcome.result));
         assertErrorGoaways(outcome.result.goaways);
-        assertPace(outcome.pace);
-        assertMemory(outcome, MEMORY_BOUND_MIB);
-        await assertFreed(target);
+        await assertHeld(target, outcome, MEMORY_BOUND_MIB);
       });
     }
   });
@@ -213,9 +197,7 @@ describe("HTTP/2 floods and protocol violations", () => {
       assert.ok(outcome.result.goaways.length > 0, "no GOAWAY");
       // RFC 9113 section 6.9.1 asks FLOW_CONTROL_ERROR; Node sends INTERNAL_ERROR. Either cuts the peer.
       assert.notEqual(outcome.result.goaways[0], ErrorCode.NO_ERROR);
-      assertPace(outcome.pace);
-      assertMemory(outcome, MEMORY_BOUND_MIB);
-      await assertFreed(target);
+      await assertHeld(target, outcome, MEMORY_BOUND_MIB);
     });
 
     it("should reset a stream whose window overflows with FLOW_CONTROL_ERROR", async (t) => {
@@ -229,15 +211,14 @@ describe("HTTP/2 floods and protocol violations", () => {
       });
       t.diagnostic(figures(outcome, outcome.result));
       assert.equal(outcome.result.resets[ErrorCode.FLOW_CONTROL_ERROR], 1);
-      assertPace(outcome.pace);
-      await assertFreed(target);
+      await assertHeld(target, outcome, MEMORY_BOUND_MIB);
     });
   });
 
   describe("with streams opened past SETTINGS_MAX_CONCURRENT_STREAMS (100)", () => {
     let target: Target;
     before(async () => {
-      target = await startTarget(["--h2-ping-timeout", "1s", "--max-concurrent-streams", "100"]);
+      target = await startTarget(["--max-concurrent-streams", "100"]);
     });
     after(() => target.stop());
 
@@ -265,9 +246,7 @@ describe("HTTP/2 floods and protocol violations", () => {
       // Cut before the end of the 2,000 extra streams.
       assert.ok(r.refused < 2000, `${r.refused} streams refused before the cut`);
       assert.ok(r.goaways.length > 0 && r.goaways[0] !== ErrorCode.NO_ERROR, `GOAWAY codes ${r.goaways}`);
-      assertPace(outcome.pace);
-      assertMemory(outcome, MEMORY_BOUND_MIB);
-      await assertFreed(target);
+      await assertHeld(target, outcome, MEMORY_BOUND_MIB);
     });
   });
 });

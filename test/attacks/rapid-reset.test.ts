@@ -1,15 +1,5 @@
-import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import {
-  assertFreed,
-  assertMemory,
-  assertPace,
-  closedWithin,
-  figures,
-  startTarget,
-  type Target,
-  underAttack,
-} from "../support/attack.js";
+import { assertHeld, closedWithin, figures, startTarget, type Target, underAttack } from "../support/attack.js";
 import { connectRaw, ErrorCode, FrameType, requestHeaders, rstStream } from "../support/h2-frames.js";
 import { streamPath } from "../support/h2-grpc.js";
 
@@ -95,15 +85,13 @@ describe("rapid reset over 50 connections in turn", () => {
           highestLastStreamId: Math.max(...cuts.map((c) => c.lastStreamId)),
         }),
       );
-      assert.deepEqual(
-        cuts.map((c) => c.goaway),
-        cuts.map(() => ErrorCode.ENHANCE_YOUR_CALM),
-      );
+      const wrong = cuts.filter((c) => c.goaway !== ErrorCode.ENHANCE_YOUR_CALM).length;
       // Cut by the budget (200 resets), not by nghttp2's limit of 1,000.
-      for (const c of cuts) assert.ok(c.lastStreamId < 2 * 1000, `the server went on to stream ${c.lastStreamId}`);
-      assertPace(outcome.pace);
-      assertMemory(outcome, MEMORY_BOUND_MIB);
-      await assertFreed(target);
+      const late = cuts.filter((c) => c.lastStreamId >= 2 * 1000).length;
+      await assertHeld(target, outcome, MEMORY_BOUND_MIB, [
+        ...(wrong > 0 ? [`${wrong} of ${CONNECTIONS} connections got no GOAWAY ENHANCE_YOUR_CALM`] : []),
+        ...(late > 0 ? [`${late} connections were cut only past stream 2000`] : []),
+      ]);
     });
   }
 });

@@ -1,16 +1,7 @@
 import assert from "node:assert/strict";
 import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
-import {
-  assertFreed,
-  assertMemory,
-  assertPace,
-  figures,
-  maxOpenFiles,
-  startTarget,
-  type Target,
-  underAttack,
-} from "../support/attack.js";
+import { assertHeld, figures, maxOpenFiles, startTarget, type Target, underAttack } from "../support/attack.js";
 import { PREFACE } from "../support/h2-frames.js";
 
 // Slow-loris over HTTP/1.1: thousands of connections that send a request
@@ -128,8 +119,6 @@ describe("slow-loris over HTTP/1.1", () => {
       const body = JSON.parse(l.received.slice(l.received.indexOf("\r\n\r\n") + 4));
       assert.equal(body.code, "deadline_exceeded");
     }
-    assertPace(outcome.pace);
-    assertMemory(outcome, MEMORY_BOUND_MIB);
-    await assertFreed(target);
+    await assertHeld(target, outcome, MEMORY_BOUND_MIB);
   });
 });

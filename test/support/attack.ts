@@ -104,21 +104,49 @@ export async function underAttack<T>(
   return { result: settled.value, pace, rssBeforeMiB, rssPeakMiB, growthMiB: rssPeakMiB - rssBeforeMiB };
 }
 
-/** The good client kept its pace: every message on time, every probe answered in time. */
-export function assertPace(pace: GoodClientReport): void {
-  assert.equal(pace.streamError, undefined, `the good client's stream failed: ${pace.streamError}`);
-  assert.equal(pace.probeFailures, 0, `${pace.probeFailures} /healthz probes failed, first: ${pace.firstProbeFailure}`);
-  assert.ok(pace.probes >= 1, "no /healthz probe answered");
-  assert.ok(pace.worstGapMs < MAX_GAP_MS, `the good client's worst gap was ${pace.worstGapMs} ms`);
-  assert.ok(pace.worstHealthzMs < MAX_HEALTHZ_MS, `/healthz took up to ${pace.worstHealthzMs} ms`);
+/** The bounds the good client broke, if any: a message late, a probe failed or late. */
+export function paceProblems(pace: GoodClientReport): string[] {
+  const problems: string[] = [];
+  if (pace.streamError !== undefined) problems.push(`the good client's stream failed: ${pace.streamError}`);
+  if (pace.probeFailures > 0) {
+    problems.push(`${pace.probeFailures} /healthz probes failed, the first with: ${pace.firstProbeFailure}`);
+  }
+  if (pace.probes === 0) problems.push("no /healthz probe answered");
+  if (pace.worstGapMs >= MAX_GAP_MS) problems.push(`the good client's worst gap was ${pace.worstGapMs} ms`);
+  if (pace.worstHealthzMs >= MAX_HEALTHZ_MS) problems.push(`/healthz took up to ${pace.worstHealthzMs} ms`);
+  return problems;
 }
 
-/** The server's memory grew less than `boundMiB` over the attack. */
-export function assertMemory(outcome: Outcome<unknown>, boundMiB: number): void {
-  assert.ok(
-    outcome.growthMiB < boundMiB,
-    `resident memory grew by ${outcome.growthMiB.toFixed(1)} MiB (from ${outcome.rssBeforeMiB.toFixed(1)} to a peak of ${outcome.rssPeakMiB.toFixed(1)}), bound ${boundMiB} MiB`,
+/** The server's memory grew by less than `boundMiB`, or why not. */
+export function memoryProblems(outcome: Outcome<unknown>, boundMiB: number): string[] {
+  if (outcome.growthMiB < boundMiB) return [];
+  return [
+    `resident memory grew by ${outcome.growthMiB.toFixed(1)} MiB (from ${outcome.rssBeforeMiB.toFixed(1)} ` +
+      `to a peak of ${outcome.rssPeakMiB.toFixed(1)}), bound ${boundMiB} MiB`,
+  ];
+}
+
+/** Fails naming every bound broken, so that one report shows all of them. */
+export function assertNone(problems: string[]): void {
+  assert.ok(problems.length === 0, problems.join("; "));
+}
+
+/**
+ * The good client kept its pace, the server's memory grew by less than
+ * `memoryBoundMiB`, and once the attacker left everything was freed; fails
+ * naming every bound broken, `also` among them.
+ */
+export async function assertHeld(
+  target: Target,
+  outcome: Outcome<unknown>,
+  memoryBoundMiB: number,
+  also: string[] = [],
+): Promise<void> {
+  const freed = await assertFreed(target).then(
+    () => [],
+    (e: unknown) => [e instanceof Error ? e.message : String(e)],
   );
+  assertNone([...also, ...paceProblems(outcome.pace), ...memoryProblems(outcome, memoryBoundMiB), ...freed]);
 }
 
 /** Once the attacker left: no stream left open, descriptors back to the baseline. */
