@@ -114,7 +114,7 @@ describe("HTTP/2 floods and protocol violations", () => {
   });
 
   describe("with header lists past the limit (HPACK bomb)", () => {
-    it("should refuse each such request, and cut a peer that keeps sending them", async (t) => {
+    it("should refuse each such request, and cut each of 3 peers in turn that keep sending them", async (t) => {
       // One 4,000-byte entry in the server's dynamic table, then 12,000
       // one-byte references to it: 16 KiB on the wire, 48 MB of headers.
       const references = Buffer.concat(Array.from({ length: 12_000 }, () => hpackIndexed(62)));
@@ -125,40 +125,50 @@ describe("HTTP/2 floods and protocol violations", () => {
         [":authority", "localhost"],
       ]);
       const outcome = await underAttack(target, async () => {
-        const c = await connectRaw(target.srv.port, { answerPings: true });
-        let id = -1;
-        const sent = await flood(c, () => {
-          id += 2;
-          const entry = id === 1 ? hpackIndexedLiteral("x-bomb", "a".repeat(4000)) : Buffer.alloc(0);
-          return frame(
-            FrameType.HEADERS,
-            Flag.END_STREAM | Flag.END_HEADERS,
-            id,
-            Buffer.concat([request, entry, references]),
-          );
-        });
-        const firstAnswer = c.frames.find((f) => f.streamId === 1 && f.type !== FrameType.WINDOW_UPDATE);
-        const stillOpen = !c.socket.destroyed;
-        c.socket.destroy();
-        return {
-          ...sent,
-          firstAnswer: firstAnswer === undefined ? "none" : firstAnswer.type,
-          firstResetCode: firstAnswer?.type === FrameType.RST_STREAM ? firstAnswer.payload.readUInt32BE(0) : undefined,
-          refused: Object.fromEntries(resets(c)),
-          goaways: goaways(c),
-          stillOpen,
-        };
+        const peers = [];
+        // In turn: the first peer on a fresh server is sometimes cut by accident (below); later ones often are not.
+        for (let n = 0; n < 3; n++) {
+          const c = await connectRaw(target.srv.port, { answerPings: true });
+          let id = -1;
+          const sent = await flood(c, () => {
+            id += 2;
+            const entry = id === 1 ? hpackIndexedLiteral("x-bomb", "a".repeat(4000)) : Buffer.alloc(0);
+            return frame(
+              FrameType.HEADERS,
+              Flag.END_STREAM | Flag.END_HEADERS,
+              id,
+              Buffer.concat([request, entry, references]),
+            );
+          });
+          const firstAnswer = c.frames.find((f) => f.streamId === 1 && f.type !== FrameType.WINDOW_UPDATE);
+          const stillOpen = !c.socket.destroyed;
+          c.socket.destroy();
+          peers.push({
+            ...sent,
+            firstResetCode:
+              firstAnswer?.type === FrameType.RST_STREAM ? firstAnswer.payload.readUInt32BE(0) : undefined,
+            refused: Object.fromEntries(resets(c)),
+            goaways: goaways(c),
+            stillOpen,
+          });
+        }
+        return peers;
       });
-      t.diagnostic(figures(outcome, outcome.result));
-      const r = outcome.result;
-      assert.equal(r.firstAnswer, FrameType.RST_STREAM, "the first bomb was not refused with RST_STREAM");
-      assert.notEqual(r.firstResetCode, ErrorCode.NO_ERROR);
-      assertErrorGoaways(r.goaways);
-      // Each refusal is cheap, but a peer that sends nothing else has no business here.
-      const cut = r.stillOpen
-        ? [`the server refused ${r.frames} header lists past the limit over ${r.ms} ms and never cut the peer`]
-        : [];
-      await assertHeld(target, outcome, MEMORY_BOUND_MIB, cut);
+      t.diagnostic(figures(outcome, { peers: outcome.result }));
+      for (const peer of outcome.result) {
+        assert.ok(
+          peer.firstResetCode !== undefined && peer.firstResetCode !== ErrorCode.NO_ERROR,
+          "the first bomb was not refused with RST_STREAM and an error code",
+        );
+        assertErrorGoaways(peer.goaways);
+      }
+      // Each refusal is cheap, but a peer that sends nothing else has no business here. Today a
+      // peer is cut only when nghttp2's header callback happens to fail ("The user callback
+      // function failed", a session error), not by any rule of the server's.
+      const uncut = outcome.result
+        .filter((p) => p.stillOpen)
+        .map((p) => `a peer sent ${p.frames} header lists past the limit over ${p.ms} ms and was never cut`);
+      await assertHeld(target, outcome, MEMORY_BOUND_MIB, uncut);
     });
   });
 

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import { type GoodClientOptions, type GoodClientReport, startGoodClient } from "./good-client.js";
 import { scrapeMetrics } from "./metrics-text.js";
-import { listening, type ServerProc, startCommand, stop } from "./process.js";
+import { listening, type ServerProc, serverEntry, startCommand, stop } from "./process.js";
 import { fdCount, liveStreams, peakRssMiB, resetPeakRss, rssMiB, settledFds, until } from "./server-watch.js";
 
 // The frame of every test in test/attacks/: a server process, a
@@ -33,7 +33,7 @@ export interface TargetOptions {
 
 /** `npm start`'s entry as a process on 127.0.0.1 and a free port, with `args`. */
 export async function startTarget(args: string[] = [], options: TargetOptions = {}): Promise<Target> {
-  const server = ["--import", "tsx", "src/main.ts", "--host", "127.0.0.1", "--port", "0", ...args];
+  const server = ["--import", "tsx", serverEntry, "--host", "127.0.0.1", "--port", "0", ...args];
   const proc =
     options.maxOpenFiles === undefined
       ? startCommand(process.execPath, server, { env: { LOG_FORMAT: "json" } })

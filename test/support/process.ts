@@ -93,9 +93,12 @@ export interface ServerProc extends Proc {
   readonly url: string;
 }
 
+/** The server's entry point, as `npm start` runs it. */
+export const serverEntry = "src/main.ts";
+
 /** `npm start`'s entry on 127.0.0.1; port 0 picks a free one. Resolves once it listens. */
 export async function startServerProcess(args: string[] = [], port = 0): Promise<ServerProc> {
-  const proc = startProcess("src/main.ts", ["--host", "127.0.0.1", "--port", String(port), ...args], {
+  const proc = startProcess(serverEntry, ["--host", "127.0.0.1", "--port", String(port), ...args], {
     LOG_FORMAT: "json",
   });
   return listening(proc);
