@@ -4,9 +4,9 @@ import { invalidArgument as invalid } from "./errors.js";
 // Pure rules of the greeting stream: defaults, validation and the counter
 // arithmetic that lets a client resume. No transport, no clock.
 
-const ANONYMOUS = "Anonymous";
+export const ANONYMOUS = "Anonymous";
 export const MAX_NAME_LENGTH = 100;
-const MAX_INTERVAL_MS = 3_600_000;
+export const MAX_INTERVAL_MS = 3_600_000;
 export const MAX_COUNTER = 2n ** 64n - 1n;
 
 /** A validated request: what one stream will send, and how fast. */

@@ -25,6 +25,7 @@ export const ErrorCode = {
   PROTOCOL_ERROR: 0x1,
   INTERNAL_ERROR: 0x2,
   FLOW_CONTROL_ERROR: 0x3,
+  REFUSED_STREAM: 0x7,
   CANCEL: 0x8,
   COMPRESSION_ERROR: 0x9,
   ENHANCE_YOUR_CALM: 0xb,
@@ -82,6 +83,16 @@ function hpackInteger(value: number, prefixBits: number, firstByte: number): Buf
   }
   out.push(value);
   return Buffer.from(out);
+}
+
+/** A literal with incremental indexing (RFC 7541 section 6.2.1): the field enters the decoder's dynamic table. */
+export function hpackIndexedLiteral(name: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from([0x40]), hpackString(name), hpackString(value)]);
+}
+
+/** An indexed field (RFC 7541 section 6.1); 62 is the newest entry of the dynamic table. */
+export function hpackIndexed(index: number): Buffer {
+  return hpackInteger(index, 7, 0x80);
 }
 
 /** A header block: each field a literal without indexing and with a literal name. */

@@ -93,6 +93,9 @@ export interface ServerProc extends Proc {
   readonly url: string;
 }
 
+/** The server's entry point, as `npm start` runs it. */
+export const serverEntry = "src/main.ts";
+
 /**
  * `npm start`'s entry on 127.0.0.1; port 0 picks a free one. Resolves once it
  * listens. `env` is added to this process's environment (OTEL_* variables, as
@@ -103,7 +106,7 @@ export async function startServerProcess(
   port = 0,
   env: NodeJS.ProcessEnv = {},
 ): Promise<ServerProc> {
-  const proc = startProcess("src/main.ts", ["--host", "127.0.0.1", "--port", String(port), ...args], {
+  const proc = startProcess(serverEntry, ["--host", "127.0.0.1", "--port", String(port), ...args], {
     LOG_FORMAT: "json",
     ...env,
   });
