@@ -88,9 +88,20 @@ export async function listen(
         keepAliveTimeout: config.keepAliveTimeoutMs,
         // Node checks the two timeouts above on this period (default 30 s).
         connectionsCheckingInterval: Math.min(1000, Math.max(50, config.headersTimeoutMs / 2)),
+        // Node's own answer to a request without Host is an empty 400; the handler answers it in JSON.
+        requireHostHeader: false,
       },
       handler,
     );
+    // Node's own answer to an Expect it does not know is an empty 417.
+    h1.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const body = JSON.stringify({
+        code: "invalid_argument",
+        message: `Expect: ${String(req.headers.expect).slice(0, 64)} is not supported`,
+      });
+      res.writeHead(417, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+    });
     const h2 = http2.createServer(http2Options, endUnreadRequests(handler));
     if (takeStream) divertStreams(h2, takeStream);
     h2.on("session", onSession);

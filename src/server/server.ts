@@ -11,6 +11,7 @@ import { createHttpStreamRoute } from "../entries/http-stream/http-stream.js";
 import { createFastPath } from "../entries/lean-grpc/fast-path.js";
 import { createStaticPageRoutes } from "../entries/static-page/static-page.js";
 import { PlainRoutes } from "../http/plain-routes.js";
+import { guardRequests } from "../http/request-guard.js";
 import { createHealthRoutes, createReadyzHandler, HealthStatus, handleHealthz } from "../ops/health.js";
 import type { Logger } from "../ops/log.js";
 import { Metrics } from "../ops/metrics.js";
@@ -75,18 +76,21 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
   if (metrics) plain.add("/metrics", metrics.handle, readOnly);
   plain.add("/stream", createHttpStreamRoute({ streams, heartbeatMs: config.heartbeatMs }));
   for (const [path, route] of createStaticPageRoutes()) plain.add(path, route);
-  const handler = withCors(
-    connectNodeAdapter({
-      routes: (router) => {
-        createStreamRoutes(streams)(router);
-        createHealthRoutes(health)(router);
-        createReflectionRoutes(reflection, { stopping: draining.signal })(router);
-      },
-      contextValues,
-      readMaxBytes: config.maxRequestBytes,
-      fallback: plain.handle,
-    }),
-    { allowedOrigins: config.corsOrigins },
+  const handler = guardRequests(
+    withCors(
+      connectNodeAdapter({
+        routes: (router) => {
+          createStreamRoutes(streams)(router);
+          createHealthRoutes(health)(router);
+          createReflectionRoutes(reflection, { stopping: draining.signal })(router);
+        },
+        contextValues,
+        readMaxBytes: config.maxRequestBytes,
+        fallback: plain.handle,
+      }),
+      { allowedOrigins: config.corsOrigins },
+    ),
+    (e) => logger.warn("request handler failed", { error: e instanceof Error ? e.message : String(e) }),
   );
   let listener: Listener | undefined;
   let closing: Promise<boolean> | undefined;

@@ -32,6 +32,8 @@ export function parseQuery(url: string, lastEventId: string | undefined): Stream
       if (sent >= limit) return undefined;
       remaining = limit - sent;
     }
+    // The largest counter was the last there is: the stream is complete.
+    if (last === MAX_COUNTER) return undefined;
     startAt = last + 1n;
   }
   return {

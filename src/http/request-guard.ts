@@ -1,0 +1,43 @@
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
+import { sendJsonError } from "./plain-routes.js";
+
+// What connect-node cannot take. It builds a URL from the request's authority
+// before anything else, `new URL(path, "http://" + authority)`, and that throws
+// inside Node's 'request' event on a Host such as "a:b": one request used to
+// end the process. So the authority is checked here first, and a handler that
+// throws anyway answers 400 instead of taking the process down.
+
+type Handler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export function guardRequests<H extends Handler>(handler: H, onThrow: (e: unknown) => void): H {
+  return ((req, res) => {
+    const authority = req.headers[":authority"] ?? req.headers.host;
+    if (typeof authority !== "string" || authority === "") {
+      sendJsonError(res, 400, "invalid_argument", "the request has no Host header");
+      return;
+    }
+    if (!validAuthority(authority)) {
+      sendJsonError(res, 400, "invalid_argument", "the Host header is not a host and port");
+      return;
+    }
+    try {
+      handler(req, res);
+    } catch (e) {
+      onThrow(e);
+      if (!res.headersSent) sendJsonError(res, 400, "invalid_argument", "malformed request");
+      else res.destroy();
+    }
+  }) as H;
+}
+
+function validAuthority(authority: string): boolean {
+  try {
+    return new URL(`http://${authority}/`).host !== "";
+  } catch {
+    return false;
+  }
+}
