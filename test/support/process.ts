@@ -93,12 +93,20 @@ export interface ServerProc extends Proc {
   readonly url: string;
 }
 
-/** `npm start`'s entry on 127.0.0.1; port 0 picks a free one. Resolves once it listens. */
-export async function startServerProcess(args: string[] = [], port = 0): Promise<ServerProc> {
+/**
+ * `npm start`'s entry on 127.0.0.1; port 0 picks a free one. Resolves once it
+ * listens; rejects (and kills it) if it does not within `timeoutMs` (default 15000).
+ */
+export async function startServerProcess(args: string[] = [], port = 0, timeoutMs?: number): Promise<ServerProc> {
   const proc = startProcess("src/main.ts", ["--host", "127.0.0.1", "--port", String(port), ...args], {
     LOG_FORMAT: "json",
   });
-  return listening(proc);
+  try {
+    return await listening(proc, timeoutMs);
+  } catch (e) {
+    await stop(proc, "SIGKILL");
+    throw e;
+  }
 }
 
 /** Resolves once a server started with LOG_FORMAT=json logged where it listens. */
