@@ -126,7 +126,7 @@ describe("nginx with deploy/nginx/stream-service.conf, in front of three instanc
     const kept = (text: string) => text.split("\n").filter((l) => !templated.test(l));
     assert.deepEqual(kept(rendered), kept(shipped));
     assert.match(rendered, /^ {4}listen 127\.0\.0\.1:2222 http2;/m);
-    assert.equal(rendered.match(/server 127\.0\.0\.1:4444 max_fails=1 fail_timeout=10s;/g)?.length, 2);
+    assert.equal(rendered.match(/server 127\.0\.0\.1:4444 max_fails=0;/g)?.length, 2);
   });
 
   describe("every protocol, message by message (interval 500 ms: message 0 arrives before message 1 exists)", () => {

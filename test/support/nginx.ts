@@ -68,6 +68,8 @@ export interface Nginx {
   /** HTTP/2 with prior knowledge. */
   readonly h2cUrl: string;
   readonly h2cPort: number;
+  /** The access log so far: one line per request, "$msec $status $request_time up=$upstream_addr ups=$upstream_status $request". */
+  accessLog(): Promise<string>;
   /** Ends nginx by its PID (fast shutdown: open streams are cut) and removes its directory. */
   stop(): Promise<void>;
 }
@@ -88,7 +90,9 @@ pid ${dir}/nginx.pid;
 error_log stderr notice;
 events { worker_connections 1024; }
 http {
-    access_log ${dir}/access.log;
+    # Which instance answered, with what, after how many tries: what a failing test needs to know.
+    log_format upstreams '$msec $status $request_time up=$upstream_addr ups=$upstream_status "$request"';
+    access_log ${dir}/access.log upstreams;
     client_body_temp_path ${dir}/client_body;
     proxy_temp_path ${dir}/proxy;
     fastcgi_temp_path ${dir}/fastcgi;
@@ -107,6 +111,7 @@ http {
     httpUrl: `http://127.0.0.1:${httpPort}`,
     h2cUrl: `http://127.0.0.1:${h2cPort}`,
     h2cPort,
+    accessLog: () => readFile(`${dir}/access.log`, "utf8").catch(() => ""),
     async stop() {
       await stop(proc, "SIGTERM");
       await rm(dir, { recursive: true, force: true });

@@ -98,19 +98,26 @@ export const serverEntry = "src/main.ts";
 
 /**
  * `npm start`'s entry on 127.0.0.1; port 0 picks a free one. Resolves once it
- * listens. `env` is added to this process's environment (OTEL_* variables, as
+ * listens; rejects (and kills it) if it does not within `timeoutMs` (default
+ * 15000). `env` is added to this process's environment (OTEL_* variables, as
  * an operator would set them); an undefined value removes a variable.
  */
 export async function startServerProcess(
   args: string[] = [],
   port = 0,
   env: NodeJS.ProcessEnv = {},
+  timeoutMs?: number,
 ): Promise<ServerProc> {
   const proc = startProcess(serverEntry, ["--host", "127.0.0.1", "--port", String(port), ...args], {
     LOG_FORMAT: "json",
     ...env,
   });
-  return listening(proc);
+  try {
+    return await listening(proc, timeoutMs);
+  } catch (e) {
+    await stop(proc, "SIGKILL");
+    throw e;
+  }
 }
 
 /** Resolves once a server started with LOG_FORMAT=json logged where it listens. */
