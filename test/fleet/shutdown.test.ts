@@ -47,7 +47,7 @@ describe(`SIGTERM with ${STREAMS} streams open on one server, over every protoco
   it("should turn readiness off for good, end every stream with UNAVAILABLE, exit 0 in the grace period, and resume every client on the next server", {
     timeout: 120_000,
   }, async (t) => {
-    const first = await startServerProcess(["--shutdown-grace", `${GRACE_MS / 1000}s`], 0, 60_000);
+    const first = await startServerProcess(["--shutdown-grace", `${GRACE_MS / 1000}s`], 0, {}, 60_000);
     servers.push(first);
     const endpoints = { h1: first.url, h2: first.url };
     const shared: SharedTransports = new Map();
@@ -122,7 +122,7 @@ describe(`SIGTERM with ${STREAMS} streams open on one server, over every protoco
     );
     const firstBreaks = traces.map((tr) => ({ tr, b: tr.breaks[0] }));
 
-    const next = await startServerProcess(["--shutdown-grace", `${GRACE_MS / 1000}s`], first.port, 60_000);
+    const next = await startServerProcess(["--shutdown-grace", `${GRACE_MS / 1000}s`], first.port, {}, 60_000);
     servers.push(next);
     await waitReady(next.port, 10_000);
     const nextUpAt = Date.now();
