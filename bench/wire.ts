@@ -37,8 +37,14 @@ export function decodeRequest(bytes: Uint8Array): StreamRequest {
   return fromBinary(StreamRequestSchema, bytes);
 }
 
-/** A message in the 5-byte envelope: the server's own encoder, nothing about it is under test here. */
-export { envelope } from "../src/entries/lean-grpc/grpc-envelope.js";
+/** A payload in the 5-byte envelope (flags 0, big-endian length). */
+export function envelope(payload: Uint8Array, flags = 0): Buffer {
+  const buf = Buffer.allocUnsafe(5 + payload.byteLength);
+  buf[0] = flags;
+  buf.writeUInt32BE(payload.byteLength, 1);
+  buf.set(payload, 5);
+  return buf;
+}
 
 /** Decodes a StreamResponse payload into the fields the checks look at. */
 export function decodeResponse(payload: Uint8Array): { message: string; counter: bigint; seconds: bigint } {

@@ -18,6 +18,7 @@ import {
 import { StreamRequestSchema, StreamService } from "../gen/stream/v1/stream_pb.js";
 import { MAX_COUNTER, MAX_NAME_LENGTH } from "../src/core/greeting.js";
 import type { GreetingStreams } from "../src/core/stream-service.js";
+import { GreetingWire } from "../src/entries/kit/greeting-wire.js";
 import {
   binaryContentTypes,
   closedStreamReason,
@@ -42,8 +43,7 @@ import {
   setTrailerStatus,
   streamPath,
   trailerOk,
-} from "../src/entries/lean-grpc/connect-internals.js";
-import { encodeResponse } from "../src/entries/lean-grpc/grpc-envelope.js";
+} from "../src/entries/lean-rpc/connect-internals.js";
 import { envelopeOf, requestEnvelope } from "./support/h2-grpc.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
 
@@ -125,13 +125,12 @@ describe("connect-internals", () => {
   it("should never need compression: the largest greeting stays below compressMinBytes", () => {
     // 100 code points of 4 UTF-8 bytes each, the largest counter, a timestamp with every field.
     const name = "\u{1F600}".repeat(MAX_NAME_LENGTH);
-    const largest = encodeResponse({
-      $typeName: "stream.v1.StreamResponse",
-      message: `Hello ${name}, this is ${MAX_COUNTER} time stream message.`,
-      counter: MAX_COUNTER,
-      timestamp: { $typeName: "google.protobuf.Timestamp", seconds: 2n ** 40n, nanos: 999_999_999 },
-    });
-    assert.ok(largest.length - 5 < compressMinBytes, `${largest.length - 5} bytes`);
+    const wire = new GreetingWire(name);
+    const largest = Math.max(
+      wire.envelope(MAX_COUNTER, 2 ** 45 + 999).length - 5,
+      Buffer.byteLength(wire.json(MAX_COUNTER, 2 ** 45 + 999)),
+    );
+    assert.ok(largest < compressMinBytes, `${largest} bytes`);
   });
 
   it("should send OK trailers as connect does", async () => {
@@ -223,15 +222,32 @@ describe("connect-internals", () => {
       await Promise.all([on.close(), off.close()]);
     });
 
-    /** Replaces open() so that a test sees the call's signal and decides when the first message comes. */
-    function intercept(srv: TestServer, firstMessage: Promise<void>) {
+    /** Holds every stream's first message back until `firstMessage` resolves, on either road. */
+    function holdFirstMessage(srv: TestServer, firstMessage: Promise<void>) {
+      const streams = srv.server.streams;
+      const start = streams.start.bind(streams);
+      let started = 0;
+      streams.start = (p, c, sink) => {
+        const s = start(p, c, sink);
+        started++;
+        const begin = s.begin.bind(s);
+        s.begin = () => void firstMessage.then(begin);
+        return s;
+      };
+      return {
+        started: () => started,
+        restore: () => delete (streams as Partial<GreetingStreams>).start,
+      };
+    }
+
+    /** Records the signal connect-node hands the handler. */
+    function recordSignals(srv: TestServer) {
       const streams = srv.server.streams;
       const open = streams.open.bind(streams);
       const signals: AbortSignal[] = [];
-      streams.open = async function* (p, c, s) {
+      streams.open = (p, c, s) => {
         signals.push(s);
-        await firstMessage;
-        yield* open(p, c, s);
+        return open(p, c, s);
       };
       return { signals, restore: () => delete (streams as Partial<GreetingStreams>).open };
     }
@@ -282,11 +298,11 @@ describe("connect-internals", () => {
         const first = new Promise<void>((resolve) => {
           release = resolve;
         });
-        const i = intercept(srv(), first);
+        const i = holdFirstMessage(srv(), first);
         try {
           const c = call(srv().url);
           c.req.end(requestEnvelope({ limit: 1n }));
-          await eventually(() => i.signals.length === 1, 2000, "the call to reach open()");
+          await eventually(() => i.started() === 1, 2000, "the call to start its stream");
           await new Promise((resolve) => setTimeout(resolve, 150));
           assert.equal(c.responded, undefined, "headers left before the first message");
           release();
@@ -320,7 +336,7 @@ describe("connect-internals", () => {
       ["ENHANCE_YOUR_CALM", http2.constants.NGHTTP2_ENHANCE_YOUR_CALM],
     ] as const) {
       it(`should abort the call's signal with connect-node's reason for a client reset with ${name}`, async () => {
-        const i = intercept(off, Promise.resolve());
+        const i = recordSignals(off);
         try {
           const c = call(off.url);
           c.req.end(requestEnvelope({ interval: { seconds: 3600n, nanos: 0 } }));

@@ -81,7 +81,7 @@ describe("fairness between streams", () => {
   }
 
   it("should keep a good client's pace and /healthz while 200 stalled HTTP/1.1 readers hold full buffers", async () => {
-    const readers = await openStalledReaders(srv.port, 200, 5000);
+    const readers = await openStalledReaders(srv.port, 200);
     try {
       await waitForMetrics(srv.url, "200 stalled readers to stream", (m) => total(m, "streams_live") >= 200);
       await scrapeMetrics(srv.url);

@@ -1,71 +1,122 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Pacer } from "../src/core/pacer.js";
+import { Pacer, type Waiter } from "../src/core/pacer.js";
+import { TurnBudget } from "../src/core/turn-budget.js";
+
+// The waits between messages: one timer per interval, a pass that wakes all
+// that are due by a plain call, in due order.
+
+function waiter(onWake: () => void): Waiter {
+  return { wake: onWake, due: 0, prevWaiter: undefined, nextWaiter: undefined, queue: undefined };
+}
+
+function wokenAll(pacer: Pacer, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (pacer.pending === 0) return resolve();
+      if (performance.now() > deadline) return reject(new Error(`${pacer.pending} waits left`));
+      setTimeout(check, 5);
+    };
+    check();
+  });
+}
 
 describe("Pacer", () => {
   it("should wake waiters in due order, sharing one timer per interval", async () => {
-    const pacer = new Pacer();
+    const pacer = new Pacer(new TurnBudget());
     const woke: string[] = [];
     const now = performance.now();
-    const waits = [
-      pacer
-        .ticket()
-        .sleepUntil(30, now + 30)
-        .then(() => woke.push("a")),
-      pacer
-        .ticket()
-        .sleepUntil(30, now + 10)
-        .then(() => woke.push("b")),
-      pacer
-        .ticket()
-        .sleepUntil(30, now + 20)
-        .then(() => woke.push("c")),
-      pacer
-        .ticket()
-        .sleepUntil(50, now + 5)
-        .then(() => woke.push("d")),
-    ];
+    pacer.wakeAt(
+      waiter(() => woke.push("a")),
+      30,
+      now + 30,
+    );
+    pacer.wakeAt(
+      waiter(() => woke.push("b")),
+      30,
+      now + 10,
+    );
+    pacer.wakeAt(
+      waiter(() => woke.push("c")),
+      30,
+      now + 20,
+    );
+    pacer.wakeAt(
+      waiter(() => woke.push("d")),
+      50,
+      now + 5,
+    );
     assert.equal(pacer.pending, 4);
     assert.equal(pacer.timers, 2);
-    await Promise.all(waits);
+    await wokenAll(pacer, 2000);
     assert.deepEqual(woke, ["d", "b", "c", "a"]);
-    assert.equal(pacer.pending, 0);
     assert.equal(pacer.timers, 0);
   });
 
   it("should not wake a waiter before its due time", async () => {
-    const pacer = new Pacer();
+    const pacer = new Pacer(new TurnBudget());
     const due = performance.now() + 40;
-    await pacer.ticket().sleepUntil(40, due);
-    assert.ok(performance.now() >= due - 1, "woke no more than the slack early");
+    let wokeAt = 0;
+    pacer.wakeAt(
+      waiter(() => {
+        wokeAt = performance.now();
+      }),
+      40,
+      due,
+    );
+    await wokenAll(pacer, 2000);
+    assert.ok(wokeAt >= due - 1, "woke no more than the slack early");
   });
 
-  it("should reject a cancelled wait with the reason given and disarm its timer", async () => {
-    const pacer = new Pacer();
-    const ticket = pacer.ticket();
-    const reason = new Error("client went away");
-    const wait = ticket.sleepUntil(60_000, performance.now() + 60_000);
+  it("should forget a cancelled wait and disarm its timer, leaving the others", async () => {
+    const pacer = new Pacer(new TurnBudget());
+    const woke: string[] = [];
+    const gone = waiter(() => woke.push("gone"));
+    pacer.wakeAt(gone, 20, performance.now() + 10);
+    pacer.wakeAt(
+      waiter(() => woke.push("stays")),
+      20,
+      performance.now() + 20,
+    );
+    pacer.cancel(gone);
+    assert.equal(pacer.pending, 1);
+    await wokenAll(pacer, 2000);
+    assert.deepEqual(woke, ["stays"]);
+    const alone = waiter(() => woke.push("never"));
+    pacer.wakeAt(alone, 60_000, performance.now() + 60_000);
     assert.equal(pacer.timers, 1);
-    ticket.cancel(reason);
-    await assert.rejects(wait, (e) => e === reason);
-    assert.equal(pacer.pending, 0);
+    pacer.cancel(alone);
     assert.equal(pacer.timers, 0);
-  });
-
-  it("should leave other waiters alone when one is cancelled", async () => {
-    const pacer = new Pacer();
-    const gone = pacer.ticket();
-    const goneWait = gone.sleepUntil(20, performance.now() + 10);
-    const stays = pacer.ticket().sleepUntil(20, performance.now() + 20);
-    gone.cancel(new Error("x"));
-    await assert.rejects(goneWait);
-    await stays;
+    pacer.cancel(alone);
     assert.equal(pacer.pending, 0);
   });
 
-  it("should ignore cancel() when nothing waits", () => {
-    const pacer = new Pacer();
-    pacer.ticket().cancel(new Error("nothing to cancel"));
-    assert.equal(pacer.pending, 0);
+  it("should wake 20,000 due waiters over several turns within the budget, none early, none lost", async () => {
+    const budget = new TurnBudget(10);
+    const pacer = new Pacer(budget);
+    let woken = 0;
+    const spin = () => {
+      const until = performance.now() + 0.01;
+      while (performance.now() < until) {}
+    };
+    const due = performance.now() + 20;
+    for (let i = 0; i < 20_000; i++) {
+      pacer.wakeAt(
+        waiter(() => {
+          woken++;
+          spin();
+        }),
+        100,
+        due,
+      );
+    }
+    let turns = 0;
+    const probe = setInterval(() => turns++, 1);
+    await wokenAll(pacer, 10_000);
+    clearInterval(probe);
+    assert.equal(woken, 20_000);
+    // 200 ms of work at 10 ms a turn: the event loop turned in between.
+    assert.ok(turns >= 5, `the event loop turned ${turns} times during the pass`);
   });
 });

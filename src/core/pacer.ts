@@ -1,22 +1,24 @@
+import type { Deferred, TurnBudget } from "./turn-budget.js";
+
 // Waits between two messages of many streams, cheaply.
 //
 // Streams that share an interval share one timer: their due times arrive in
-// nearly the order they were scheduled, so each interval keeps a list sorted by
-// due time (inserted from the tail, which is O(1) in the common case) and one
-// setTimeout armed for its head. Ten thousand idle streams at 2 s then cost a
-// handful of timers instead of ten thousand, and no wait adds an abort
-// listener: the stream cancels its own ticket when its signal aborts.
+// nearly the order they were scheduled, so each interval keeps a list sorted
+// by due time (inserted from the tail, which is O(1) in the common case) and
+// one setTimeout armed for its head. Ten thousand idle streams at 2 s then
+// cost a handful of timers instead of ten thousand. When a timer fires, one
+// pass wakes every stream that is due, by a plain call (no promise per
+// message), within the turn budget: what the budget refuses is woken in the
+// next turn, still in due order.
 
-/** A timer fires up to this early, so that streams due within the same millisecond go together. */
-const SLACK_MS = 1;
-
-interface Waiter {
+/** A stream as the pacer sees it: a node of one interval's list. The pacer owns these fields. */
+export interface Waiter {
+  /** Writes the stream's next message. */
+  wake(): void;
   due: number;
-  prev: Waiter | undefined;
-  next: Waiter | undefined;
-  queue: Queue | undefined;
-  resolve: (() => void) | undefined;
-  reject: ((reason: unknown) => void) | undefined;
+  prevWaiter: Waiter | undefined;
+  nextWaiter: Waiter | undefined;
+  queue: unknown;
 }
 
 interface Queue {
@@ -25,19 +27,20 @@ interface Queue {
   tail: Waiter | undefined;
   timer: NodeJS.Timeout | undefined;
   timerDue: number;
+  /** A pass was cut short by the budget and waits in the budget's line to go on. */
+  resuming: boolean;
+  /** The rest of a cut pass, as the budget's line holds it: served in turn with the streams waiting there. */
+  readonly rest: Deferred;
 }
 
-/** One stream's handle on the pacer: at most one wait at a time. */
-export interface Ticket {
-  /** Resolves at `due` (a performance.now() time); rejects with the reason given to cancel(). */
-  sleepUntil(intervalMs: number, due: number): Promise<void>;
-  /** Ends the pending wait, if any, by rejecting it with `reason`. */
-  cancel(reason: unknown): void;
-}
+/** A timer fires up to this early, so that streams due within the same millisecond go together. */
+const SLACK_MS = 1;
 
 export class Pacer {
   private readonly queues = new Map<number, Queue>();
   private waiting = 0;
+
+  constructor(private readonly budget: TurnBudget) {}
 
   /** Waits in progress; 0 when every stream is sending or gone. */
   get pending(): number {
@@ -53,73 +56,53 @@ export class Pacer {
     return n;
   }
 
-  ticket(): Ticket {
-    const waiter: Waiter = {
-      due: 0,
-      prev: undefined,
-      next: undefined,
-      queue: undefined,
-      resolve: undefined,
-      reject: undefined,
-    };
-    return {
-      sleepUntil: (intervalMs, due) =>
-        new Promise<void>((resolve, reject) => {
-          waiter.due = due;
-          waiter.resolve = resolve;
-          waiter.reject = reject;
-          this.insert(this.queueFor(intervalMs), waiter);
-        }),
-      cancel: (reason) => {
-        const reject = waiter.reject;
-        if (reject === undefined) return;
-        this.remove(waiter);
-        reject(reason);
-      },
-    };
-  }
-
-  private queueFor(intervalMs: number): Queue {
+  /** Calls `w.wake()` at `due` (a performance.now() time). `w` must not be waiting already. */
+  wakeAt(w: Waiter, intervalMs: number, due: number): void {
     let q = this.queues.get(intervalMs);
     if (q === undefined) {
-      q = { intervalMs, head: undefined, tail: undefined, timer: undefined, timerDue: 0 };
+      const queue: Queue = {
+        intervalMs,
+        head: undefined,
+        tail: undefined,
+        timer: undefined,
+        timerDue: 0,
+        resuming: false,
+        rest: { deferredNext: undefined, resumeTurn: () => this.fire(queue) },
+      };
+      q = queue;
       this.queues.set(intervalMs, q);
     }
-    return q;
-  }
-
-  private insert(q: Queue, w: Waiter): void {
+    w.due = due;
     let after = q.tail;
-    while (after !== undefined && after.due > w.due) {
-      after = after.prev;
-    }
+    while (after !== undefined && after.due > due) after = after.prevWaiter;
     w.queue = q;
-    w.prev = after;
-    w.next = after === undefined ? q.head : after.next;
-    if (w.next === undefined) q.tail = w;
-    else w.next.prev = w;
+    w.prevWaiter = after;
+    w.nextWaiter = after === undefined ? q.head : after.nextWaiter;
+    if (w.nextWaiter === undefined) q.tail = w;
+    else w.nextWaiter.prevWaiter = w;
     if (after === undefined) q.head = w;
-    else after.next = w;
+    else after.nextWaiter = w;
     this.waiting++;
     if (q.head === w) this.arm(q);
   }
 
-  private remove(w: Waiter): void {
-    const q = w.queue;
+  /** Stops `w`'s wait, if it waits. */
+  cancel(w: Waiter): void {
+    const q = w.queue as Queue | undefined;
     if (q === undefined) return;
-    if (w.prev === undefined) q.head = w.next;
-    else w.prev.next = w.next;
-    if (w.next === undefined) q.tail = w.prev;
-    else w.next.prev = w.prev;
-    w.prev = w.next = w.queue = undefined;
-    w.resolve = w.reject = undefined;
+    if (w.prevWaiter === undefined) q.head = w.nextWaiter;
+    else w.prevWaiter.nextWaiter = w.nextWaiter;
+    if (w.nextWaiter === undefined) q.tail = w.prevWaiter;
+    else w.nextWaiter.prevWaiter = w.prevWaiter;
+    w.prevWaiter = w.nextWaiter = undefined;
+    w.queue = undefined;
     this.waiting--;
     if (q.head === undefined) this.disarm(q);
   }
 
   private arm(q: Queue): void {
     const head = q.head;
-    if (head === undefined) return;
+    if (head === undefined || q.resuming) return;
     if (q.timer !== undefined) {
       if (q.timerDue <= head.due) return;
       clearTimeout(q.timer);
@@ -131,18 +114,31 @@ export class Pacer {
   private disarm(q: Queue): void {
     if (q.timer !== undefined) clearTimeout(q.timer);
     q.timer = undefined;
-    this.queues.delete(q.intervalMs);
+    if (!q.resuming) this.forget(q);
+  }
+
+  private forget(q: Queue): void {
+    if (this.queues.get(q.intervalMs) === q) this.queues.delete(q.intervalMs);
   }
 
   private fire(q: Queue): void {
     q.timer = undefined;
+    q.resuming = false;
     const now = performance.now() + SLACK_MS;
     while (q.head !== undefined && q.head.due <= now) {
+      if (!this.budget.allows()) {
+        // The rest of the pass waits in the budget's line, in due order, like
+        // any stream that was cut short: behind a thousand fast streams it
+        // still comes within a turn. Nothing re-arms meanwhile.
+        q.resuming = true;
+        this.budget.defer(q.rest);
+        return;
+      }
       const w = q.head;
-      const resolve = w.resolve;
-      this.remove(w);
-      resolve?.();
+      this.cancel(w);
+      w.wake();
     }
     if (q.head !== undefined) this.arm(q);
+    else this.forget(q);
   }
 }

@@ -2,12 +2,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { StreamResponse } from "../../gen/stream/v1/stream_pb.js";
 import { shutdownError } from "./errors.js";
 import { greetingText, planStream, type StreamParams, type StreamPlan } from "./greeting.js";
+import { type GreetingSink, GreetingStream, type StreamOwner } from "./greeting-stream.js";
 import { Pacer } from "./pacer.js";
 import { TurnBudget } from "./turn-budget.js";
 
-// The one stream implementation. Every road (the gRPC lean path,
-// connect-node, GET /stream) calls open(): validation, pacing, limits,
-// fairness and the live-stream registry live here, so no road can skip them.
+// The one stream implementation. Every road (the lean RPC path, connect-node,
+// GET /stream) gets its streams here: validation, pacing, limits, fairness
+// and the live-stream registry live here, so no road can skip them. A road
+// either drives a GreetingStream with a sink of its own (start()), or pulls
+// an async generator (open(), for connect-node); both are the same machine.
 // What happens around a stream (traces, logs, metrics) is the observers';
 // this file knows no transport, no logger and no tracer.
 
@@ -54,7 +57,7 @@ export interface StreamObserver {
 export interface StreamServiceOptions {
   /** Pause between messages for a request that leaves interval unset. Default 2000. */
   defaultIntervalMs?: number;
-  /** Streams open at once; past it open() fails with RESOURCE_EXHAUSTED. Default 50000. */
+  /** Streams open at once; past it a call fails with RESOURCE_EXHAUSTED. Default 50000. */
   maxStreams?: number;
   /** How long all streams together may run in one turn of the event loop before yielding to I/O. Default 10. */
   turnSliceMs?: number;
@@ -62,26 +65,24 @@ export interface StreamServiceOptions {
   observers?: readonly StreamObserver[];
 }
 
-interface LiveStream {
-  stopReason: ConnectError | undefined;
-  stop(reason: ConnectError): void;
-}
+export { type GreetingSink, GreetingStream };
 
-export class GreetingStreams {
-  readonly pacer = new Pacer();
-  private readonly budget: TurnBudget;
-  private readonly live = new Set<LiveStream>();
+export class GreetingStreams implements StreamOwner {
+  readonly budget: TurnBudget;
+  readonly pacer: Pacer;
+  private readonly live = new Set<GreetingStream>();
   private readonly defaultIntervalMs: number;
   private readonly maxStreams: number;
   private readonly observers: readonly StreamObserver[];
   private stopping: ConnectError | undefined;
-  /** Messages yielded by every stream since start: a plain count, cheap enough for the hot loop. */
+  /** Messages sent by every stream since start: a plain count, cheap enough for the hot loop. */
   messagesSent = 0;
 
   constructor(options: StreamServiceOptions = {}) {
     this.defaultIntervalMs = options.defaultIntervalMs ?? 2000;
     this.maxStreams = options.maxStreams ?? 50_000;
     this.budget = new TurnBudget(options.turnSliceMs ?? 10);
+    this.pacer = new Pacer(this.budget);
     this.observers = options.observers ?? [];
   }
 
@@ -93,24 +94,24 @@ export class GreetingStreams {
   /** Ends every open stream with `reason` (UNAVAILABLE "server is shutting down"), and refuses new ones. */
   stopAll(reason: ConnectError = shutdownError): void {
     this.stopping = reason;
-    for (const s of this.live) s.stop(reason);
+    for (const s of [...this.live]) s.stop(reason);
   }
 
   /**
    * Reports a call a road refused before it could ask for its stream (a
    * malformed query string), so that it is logged and counted like the
-   * refusals open() makes.
+   * refusals start() makes.
    */
   refuse(call: CallInfo, name: string, error: ConnectError): void {
     for (const o of this.observers) o.rejected?.(call, name, error);
   }
 
   /**
-   * The greetings for one call. Validates on the first next(), so a road
-   * learns of a bad request before it commits to a response status; sends the
-   * first message at once, because response headers only leave with it.
+   * A stream for one call, writing into `sink` once begun. Throws a
+   * ConnectError when the call is refused (bad input, too many streams,
+   * shutting down): the road's status is still its own to choose then.
    */
-  async *open(params: StreamParams, call: CallInfo, signal: AbortSignal): AsyncGenerator<StreamResponse, void> {
+  start(params: StreamParams, call: CallInfo, sink: GreetingSink): GreetingStream {
     let plan: StreamPlan;
     try {
       if (this.stopping !== undefined) throw this.stopping;
@@ -123,119 +124,106 @@ export class GreetingStreams {
       for (const o of this.observers) o.rejected?.(call, params.name, error);
       throw error;
     }
-    const ticket = this.pacer.ticket();
-    const self: LiveStream = {
-      stopReason: undefined,
-      stop(reason) {
-        self.stopReason = reason;
-        ticket.cancel(reason);
+    const stream = new GreetingStream(this, plan, call, sink);
+    this.live.add(stream);
+    for (const o of this.observers) o.opened?.(call, plan.name);
+    return stream;
+  }
+
+  /**
+   * The greetings for one call as an async generator, for connect-node.
+   * Validates on the first next(); ends when `signal` aborts: with its
+   * reason, or as DEADLINE_EXCEEDED when that is the reason.
+   */
+  async *open(params: StreamParams, call: CallInfo, signal: AbortSignal): AsyncGenerator<StreamResponse, void> {
+    let message: StreamResponse | undefined;
+    let ended = false;
+    let endError: ConnectError | undefined;
+    let wake: (() => void) | undefined;
+    let name = "";
+    // One message at a time: write() hands it over and says "wait" until the consumer pulls again.
+    const stream = this.start(params, call, {
+      write(counter, millis) {
+        message = greetingMessage(name, counter, millis);
+        wake?.();
+        return false;
       },
-    };
-    const started = performance.now();
-    let sent = 0;
-    let reason: EndReason | undefined;
-    let error: ConnectError | undefined;
-    let waiting = false;
-    let finished = false;
-    // Frees the stream's slot and reports its end, once, whichever comes first:
-    // the generator's own finally, or an abort while it sits at a yield.
-    const finish = (why: EndReason) => {
-      if (finished) return;
-      finished = true;
-      signal.removeEventListener("abort", onAbort);
-      ticket.cancel(undefined);
-      this.live.delete(self);
-      const end: StreamEnd = { reason: why, sent, durationMs: Math.round(performance.now() - started) };
-      if (error !== undefined) end.error = error;
-      for (const o of this.observers) o.ended?.(call, plan.name, end);
-    };
+      end(error) {
+        ended = true;
+        endError = error;
+        wake?.();
+      },
+    });
+    name = stream.name;
     const onAbort = () => {
-      if (waiting) {
-        ticket.cancel(signal.reason);
+      const reason = ConnectError.from(signal.reason);
+      if (reason.code === Code.DeadlineExceeded) {
+        stream.fail(reason);
         return;
       }
-      // Suspended at a yield, the generator runs again only when its consumer
-      // pulls, and a consumer may never: connect-node waits for 'drain' or
-      // 'error' after a write that filled the window, and a reset HTTP/2
-      // response emits neither. The client is gone: free its stream now.
-      finish(endReason(signal.reason, self.stopReason, signal, call.deadlineAt));
+      // The client went away. Suspended at a yield, the generator runs again
+      // only when its consumer pulls, and a consumer may never: connect-node
+      // waits for 'drain' or 'error' after a write that filled the window, and
+      // a reset HTTP/2 response emits neither. Free the stream now.
+      stream.cancel(signal.reason);
+      ended = true;
+      endError = reason;
+      wake?.();
     };
-    this.live.add(self);
-    signal.addEventListener("abort", onAbort);
-    for (const o of this.observers) o.opened?.(call, plan.name);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort);
     try {
-      let due = performance.now();
-      for (let counter = plan.first; ; counter++) {
-        // Every road pulls its messages through here, so this one check keeps
-        // every road fair: no stream, on any protocol, holds the loop.
-        const turn = this.budget.take();
-        if (turn !== undefined) await turn;
-        const abortReason = self.stopReason ?? (signal.aborted ? signal.reason : undefined);
-        if (abortReason !== undefined) throw abortReason;
-        yield greeting(plan.name, counter);
-        sent++;
-        this.messagesSent++;
-        if (counter === plan.last) {
-          reason = "limit";
-          return;
+      stream.begin();
+      for (;;) {
+        if (message === undefined && !ended) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
         }
-        if (plan.intervalMs > 0) {
-          // Keep to the schedule (no drift), but do not burst to catch up after a stall.
-          const now = performance.now();
-          due = Math.max(due + plan.intervalMs, now);
-          waiting = true;
-          try {
-            await ticket.sleepUntil(plan.intervalMs, due);
-          } finally {
-            waiting = false;
-          }
+        if (message !== undefined) {
+          const m = message;
+          message = undefined;
+          yield m;
+          stream.resume();
+          continue;
         }
+        if (endError !== undefined) throw endError;
+        return;
       }
     } catch (e) {
-      error = ConnectError.from(e);
-      reason = endReason(e, self.stopReason, signal, call.deadlineAt);
-      throw error;
+      // The consumer threw into us (a write failed), or the end we throw ourselves.
+      stream.fail(ConnectError.from(e));
+      throw e;
     } finally {
+      signal.removeEventListener("abort", onAbort);
       // A consumer that stops pulling (client gone mid-write) ends us through return().
-      finish(
-        reason ?? (signal.aborted ? endReason(signal.reason, self.stopReason, signal, call.deadlineAt) : "cancelled"),
-      );
+      stream.cancel(signal.aborted ? signal.reason : new ConnectError("the consumer stopped", Code.Canceled));
     }
+  }
+
+  /** StreamOwner: a stream ended. */
+  ended(stream: GreetingStream, end: StreamEnd): void {
+    this.live.delete(stream);
+    for (const o of this.observers) o.ended?.(stream.call, stream.name, end);
+  }
+
+  /** StreamOwner: a message was sent. */
+  counted(): void {
+    this.messagesSent++;
   }
 }
 
-function greeting(name: string, counter: bigint): StreamResponse {
-  const ms = Date.now();
+/** A greeting as the generated message type, for the roads that serialize with protobuf-es. */
+export function greetingMessage(name: string, counter: bigint, millis: number): StreamResponse {
   return {
     $typeName: "stream.v1.StreamResponse",
     message: greetingText(name, counter),
     counter,
     timestamp: {
       $typeName: "google.protobuf.Timestamp",
-      seconds: BigInt(Math.floor(ms / 1000)),
-      nanos: (ms % 1000) * 1_000_000,
+      seconds: BigInt(Math.floor(millis / 1000)),
+      nanos: (millis % 1000) * 1_000_000,
     },
   };
-}
-
-// A client that gives up at its own deadline often closes the call a moment
-// before the server's deadline timer fires; count that as the deadline.
-const DEADLINE_SLACK_MS = 50;
-
-function endReason(
-  e: unknown,
-  stopReason: ConnectError | undefined,
-  signal: AbortSignal,
-  deadlineAt: number | undefined,
-): EndReason {
-  // Once the server stops a stream, however it then ends (its own error, or sockets cut after the grace period).
-  if (stopReason !== undefined) return "shutdown";
-  const code = ConnectError.from(e).code;
-  if (code === Code.DeadlineExceeded) return "deadline";
-  if (signal.aborted && e === signal.reason) {
-    // The call's own signal: the client went away (whatever RST code its library picked).
-    if (deadlineAt !== undefined && performance.now() >= deadlineAt - DEADLINE_SLACK_MS) return "deadline";
-    return "cancelled";
-  }
-  return "error";
 }

@@ -1,55 +1,90 @@
 // Fairness between streams, and between streams and everything else the
 // process does. A stream whose client reads fast never waits: over HTTP/1.1
-// write() keeps returning true, so a write loop only ever awaits settled
-// promises and never gives the event loop back. One such client used to
-// freeze the process (no /healthz, no new connection, no other stream).
+// write() keeps returning true, so a write loop never gives the event loop
+// back. One such client used to freeze the process (no /healthz, no new
+// connection, no other stream).
 //
 // Every stream asks the one budget before each message. The streams together
-// may run for `sliceMs` in a turn of the event loop; past it, each one that
-// asks waits for the next turn (setImmediate: after the poll phase, so I/O,
-// timers and new connections run in between). The bound is per turn, not per
-// stream: a thousand fast streams share the same slice. Streams resumed
-// together continue in the order they stopped, one message each per microtask
-// round, so none is starved by another.
+// may run for `sliceMs` in a turn of the event loop; past it, a stream that
+// asks is deferred to the next turn (setImmediate: after the poll phase, so
+// I/O, timers and new connections run in between). The bound is per turn,
+// not per stream: a thousand fast streams share the same slice. Deferred
+// streams resume in the order they stopped, and while others wait a stream
+// goes back to the end of the line after each message, so none starves
+// another, and a paced stream waits behind a thousand fast ones for less
+// than a turn.
+
+/** What the budget can resume in a later turn. */
+export interface Deferred {
+  /** Runs again (or does nothing if it ended meanwhile); asks before each message, defers itself again when refused. */
+  resumeTurn(): void;
+  /** Set while the stream waits in the budget's line; the budget owns it. */
+  deferredNext: Deferred | undefined;
+}
 
 export class TurnBudget {
   private sliceStart = 0;
   private inSlice = false;
-  private taken = 0;
-  private nextTurn: Promise<void> | undefined;
-  private release: (() => void) | undefined;
+  private asked = 0;
+  private exhausted = false;
+  private head: Deferred | undefined;
+  private tail: Deferred | undefined;
+  private waiting = 0;
 
   /** `sliceMs`: how long streams together may run in one turn of the event loop. */
   constructor(readonly sliceMs = 10) {}
 
-  /**
-   * Before each message: undefined when the stream may go on now, else a
-   * promise that resolves in a later turn (shared by every stream that waits).
-   */
-  take(): Promise<void> | undefined {
-    if (this.nextTurn !== undefined) return this.nextTurn;
+  /** Streams waiting for a later turn. */
+  get deferred(): number {
+    return this.waiting;
+  }
+
+  /** Before each message: true when the stream may go on now; false when it must defer(). */
+  allows(): boolean {
     if (!this.inSlice) {
       // The first stream to run in this turn opens the slice; it closes at the
       // end of the turn, whether or not the budget ran out.
       this.inSlice = true;
+      this.exhausted = false;
       this.sliceStart = performance.now();
       setImmediate(this.endSlice);
-      return undefined;
+      return true;
     }
-    // The clock is read every few messages only: a message costs about a
-    // microsecond, so the slice overruns by a few at most.
-    if ((++this.taken & 7) !== 0 || performance.now() - this.sliceStart < this.sliceMs) return undefined;
-    this.nextTurn = new Promise<void>((resolve) => {
-      this.release = resolve;
-    });
-    return this.nextTurn;
+    if (this.exhausted) return false;
+    // The clock is read every few messages only: a message costs a few
+    // microseconds, so the slice overruns by a few at most.
+    if ((++this.asked & 7) !== 0 || performance.now() - this.sliceStart < this.sliceMs) return true;
+    this.exhausted = true;
+    return false;
+  }
+
+  /** Runs `task.resumeTurn()` in a later turn, after the tasks deferred before it. */
+  defer(task: Deferred): void {
+    task.deferredNext = undefined;
+    if (this.tail === undefined) this.head = task;
+    else this.tail.deferredNext = task;
+    this.tail = task;
+    this.waiting++;
+    // A slice that was never opened in this turn has no endSlice coming.
+    if (!this.inSlice) {
+      this.inSlice = true;
+      this.exhausted = true;
+      setImmediate(this.endSlice);
+    }
   }
 
   private readonly endSlice = (): void => {
     this.inSlice = false;
-    const release = this.release;
-    this.nextTurn = undefined;
-    this.release = undefined;
-    release?.();
+    // Resume in order while this new slice lasts; a task that goes on defers
+    // itself again after one message when others wait, to the back of the line.
+    while (this.head !== undefined) {
+      if (!this.allows()) return;
+      const task = this.head;
+      this.head = task.deferredNext;
+      if (this.head === undefined) this.tail = undefined;
+      task.deferredNext = undefined;
+      this.waiting--;
+      task.resumeTurn();
+    }
   };
 }

@@ -1,3 +1,4 @@
+import type * as http from "node:http";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -8,8 +9,9 @@ import { shutdownError } from "../core/errors.js";
 import { GreetingStreams, type StreamObserver } from "../core/stream-service.js";
 import { contextValues, createStreamRoutes } from "../entries/connect/stream-routes.js";
 import { createHttpStreamRoute } from "../entries/http-stream/http-stream.js";
-import { createFastPath } from "../entries/lean-grpc/fast-path.js";
+import { createLeanRpc } from "../entries/lean-rpc/lean-rpc.js";
 import { createStaticPageRoutes } from "../entries/static-page/static-page.js";
+import { createCorsPolicy, withCors } from "../http/cors.js";
 import { PlainRoutes } from "../http/plain-routes.js";
 import { guardRequests } from "../http/request-guard.js";
 import { createHealthRoutes, createReadyzHandler, HealthStatus, handleHealthz } from "../ops/health.js";
@@ -19,7 +21,6 @@ import type { EnvTracer } from "../ops/otel-env.js";
 import { createReflectionRoutes, DescriptorIndex } from "../ops/reflection.js";
 import { createStreamLog } from "../ops/stream-log.js";
 import { createTracingObserver, wantsLegacyRpcAttributes } from "../ops/tracing.js";
-import { withCors } from "./cors.js";
 import { type Listener, listen } from "./listen.js";
 import { shutdown } from "./shutdown.js";
 
@@ -76,20 +77,35 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
   if (metrics) plain.add("/metrics", metrics.handle, readOnly);
   plain.add("/stream", createHttpStreamRoute({ streams, heartbeatMs: config.heartbeatMs }));
   for (const [path, route] of createStaticPageRoutes()) plain.add(path, route);
-  const handler = guardRequests(
-    withCors(
-      connectNodeAdapter({
-        routes: (router) => {
-          createStreamRoutes(streams)(router);
-          createHealthRoutes(health)(router);
-          createReflectionRoutes(reflection, { stopping: draining.signal })(router);
-        },
-        contextValues,
+  const toConnect = withCors(
+    connectNodeAdapter({
+      routes: (router) => {
+        createStreamRoutes(streams)(router);
+        createHealthRoutes(health)(router);
+        createReflectionRoutes(reflection, { stopping: draining.signal })(router);
+      },
+      contextValues,
+      readMaxBytes: config.maxRequestBytes,
+      fallback: plain.handle,
+    }),
+    { allowedOrigins: config.corsOrigins },
+  );
+  // The lean road takes Stream over every RPC protocol before connect-node sees it (--fast-path off: never).
+  const lean = config.fastPath
+    ? createLeanRpc({
+        streams,
         readMaxBytes: config.maxRequestBytes,
-        fallback: plain.handle,
-      }),
-      { allowedOrigins: config.corsOrigins },
-    ),
+        cors: createCorsPolicy({ allowedOrigins: config.corsOrigins }),
+        logger,
+      })
+    : undefined;
+  const handler = guardRequests<typeof toConnect>(
+    lean === undefined
+      ? toConnect
+      : (req, res) => {
+          if (!("stream" in req) && lean.takeRequest(req, res as http.ServerResponse)) return;
+          toConnect(req, res);
+        },
     (e) => logger.warn("request handler failed", { error: e instanceof Error ? e.message : String(e) }),
   );
   let listener: Listener | undefined;
@@ -102,10 +118,7 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
     streams,
     health,
     async listen() {
-      const fastPath = config.fastPath
-        ? createFastPath({ streams, readMaxBytes: config.maxRequestBytes, logger })
-        : undefined;
-      listener = await listen(config, handler, logger, fastPath);
+      listener = await listen(config, handler, logger, lean?.takeStream);
       return listener;
     },
     shutdown() {

@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
-import * as net from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
 import { requestEnvelope } from "./h2-grpc.js";
 
 // Clients that read as fast as the network goes: curl, in processes of its
@@ -163,38 +163,32 @@ export async function measurePace(url: string, intervalMs: number, messages: num
 }
 
 /**
- * Opens `count` HTTP/1.1 connections that each ask GET /stream at interval 0
- * for `limit` messages and never read a byte: the server fills the kernel's
- * buffers and then waits on 'drain' that never comes. `limit` bounds what
- * the kernel holds for them.
+ * Opens `count` HTTP/1.1 connections that each ask GET /stream at interval 0,
+ * endless, and never read a byte: the server fills the kernel's buffers and
+ * then waits on 'drain' that never comes. Python holds them (Node cannot set
+ * SO_RCVBUF), with 4 KiB receive buffers, so the kernel holds little for each.
  */
-export async function openStalledReaders(port: number, count: number, limit: number): Promise<Readers> {
-  const sockets = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Socket>((resolve, reject) => {
-          const socket = net.connect(port, "127.0.0.1", () => {
-            socket.pause();
-            socket.write(`GET /stream?name=stalled&interval=0s&limit=${limit} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
-            resolve(socket);
-          });
-          socket.once("error", reject);
-        }),
-    ),
-  );
+export async function openStalledReaders(port: number, count: number): Promise<Readers> {
+  const script = fileURLToPath(new URL("../python/stalled_readers.py", import.meta.url));
+  const child = spawn("python3", [script, String(port), String(count), "/stream?name=stalled&interval=0s"], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      out += c.toString();
+      if (out.includes("ready")) resolve();
+    });
+    child.once("exit", (code) => reject(new Error(`stalled readers exited with ${code} before they were ready`)));
+  });
   return {
     async stop() {
-      await Promise.all(
-        sockets.map(
-          (s) =>
-            new Promise<void>((resolve) => {
-              if (s.destroyed) return resolve();
-              s.once("close", () => resolve());
-              s.destroy();
-            }),
-        ),
-      );
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      child.stdin?.end();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
     },
   };
 }

@@ -1,14 +1,12 @@
-import { toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
-import { type StreamResponse, StreamResponseSchema } from "../../../gen/stream/v1/stream_pb.js";
 import { clientMessage, codeName } from "../../core/errors.js";
 import type { StreamParams } from "../../core/greeting.js";
-import type { CallInfo, GreetingStreams } from "../../core/stream-service.js";
+import type { CallInfo, GreetingStream, GreetingStreams } from "../../core/stream-service.js";
 import { type NodeRequest, type NodeResponse, type PlainHandler, sendJsonError } from "../../http/plain-routes.js";
-import { abortOnClose } from "../kit/abort-on-close.js";
 import { createCallInfo } from "../kit/call.js";
-import { pump } from "../kit/pump.js";
+import { GreetingWire } from "../kit/greeting-wire.js";
+import { joinStrings, WriteBatch } from "../kit/write-batch.js";
 import { parseQuery } from "./query.js";
 
 // The GET /stream road, for curl and EventSource: the query string becomes
@@ -61,65 +59,88 @@ export function createHttpStreamRoute(options: HttpStreamOptions): PlainHandler 
       res.end();
       return;
     }
-    // serve() catches what the stream throws; this is for a socket that fails under us mid-write.
-    serve(options.streams, request, call, format, heartbeatMs, res).catch(() => res.destroy());
+    serve(options.streams, request, call, format, heartbeatMs, res);
   };
 }
 
-async function serve(
+function serve(
   streams: GreetingStreams,
   request: StreamParams,
   call: CallInfo,
   format: Format,
   heartbeatMs: number,
   res: NodeResponse,
-): Promise<void> {
-  const abort = abortOnClose(res, () => new ConnectError("client disconnected", Code.Canceled));
+): void {
+  let stream: GreetingStream | undefined;
+  let wire: GreetingWire | undefined;
+  let opened = false;
   let heartbeat: NodeJS.Timeout | undefined;
   let draining = false;
-  const end = await pump(streams.open(request, call, abort.signal), {
-    socket: res,
-    gone: () => abort.closed || res.destroyed,
-    open() {
-      res.writeHead(200, {
-        "content-type": format === "sse" ? "text/event-stream; charset=utf-8" : "application/x-ndjson",
-        "cache-control": "no-cache",
-        "x-content-type-options": "nosniff",
-        // nginx buffers proxied responses unless told otherwise, which would hold every message back.
-        "x-accel-buffering": "no",
-        "x-request-id": call.requestId,
-      });
-      if (format === "sse") {
-        heartbeat = setInterval(() => {
-          // A blocked socket is not idle, and a heartbeat queued behind it would only grow the buffer.
-          if (!draining && !res.writableEnded && !res.destroyed) res.write(": heartbeat\n");
-        }, heartbeatMs);
-      }
-    },
-    write(message) {
-      const ok = res.write(encode(format, message));
-      heartbeat?.refresh();
-      draining = !ok;
-      return ok;
-    },
-  });
-  clearInterval(heartbeat);
-  abort.finish();
-  if (end.kind === "failed" && !end.opened) {
-    // The generator validates on the first pull: the status is still ours to choose.
-    sendError(res, ConnectError.from(end.error), call.requestId);
+  const onClose = () => stream?.cancel(new ConnectError("client disconnected", Code.Canceled));
+  const onDrain = () => {
+    draining = false;
+    stream?.resume();
+  };
+  res.once("close", onClose);
+  const open = () => {
+    opened = true;
+    res.writeHead(200, {
+      "content-type": format === "sse" ? "text/event-stream; charset=utf-8" : "application/x-ndjson",
+      "cache-control": "no-cache",
+      "x-content-type-options": "nosniff",
+      // nginx buffers proxied responses unless told otherwise, which would hold every message back.
+      "x-accel-buffering": "no",
+      "x-request-id": call.requestId,
+    });
+    if (format === "sse") {
+      heartbeat = setInterval(() => {
+        // A blocked socket is not idle, and a heartbeat queued behind it would only grow the buffer.
+        if (!draining && !res.writableEnded && !res.destroyed) res.write(": heartbeat\n");
+      }, heartbeatMs);
+    }
+  };
+  const batch = new WriteBatch<string>((chunk) => {
+    if (res.destroyed) return false;
+    const ok = res.write(chunk);
+    heartbeat?.refresh();
+    draining = !ok;
+    return ok;
+  }, joinStrings);
+  try {
+    stream = streams.start(request, call, {
+      write(counter, millis) {
+        if (res.destroyed) return false;
+        // The status and headers leave with the first message: until then a refusal could still choose its own.
+        if (!opened) open();
+        const json = (wire as GreetingWire).json(counter, millis);
+        return batch.add(format === "sse" ? `id: ${counter}\ndata: ${json}\n\n` : `${json}\n`);
+      },
+      flush: () => batch.flush(),
+      end(error) {
+        batch.flush();
+        clearInterval(heartbeat);
+        res.off("close", onClose);
+        res.off("drain", onDrain);
+        if (res.destroyed) return;
+        if (!opened && error !== undefined) {
+          sendError(res, error, call.requestId);
+          return;
+        }
+        if (!opened) open();
+        // Mid-stream the status is sent already: say why in the body's own format, then end.
+        if (error !== undefined) res.write(encodeError(format, error));
+        res.end();
+      },
+    });
+  } catch (e) {
+    res.off("close", onClose);
+    // The stream refused the call: the status is still ours to choose.
+    sendError(res, ConnectError.from(e), call.requestId);
     return;
   }
-  // Mid-stream the status is sent already: say why in the body's own format, then end.
-  if (end.kind === "failed" && !abort.closed && !res.destroyed) {
-    res.write(encodeError(format, ConnectError.from(end.error)));
-  }
-  if (!res.writableEnded) res.end();
-}
-
-function encode(format: Format, message: StreamResponse): string {
-  const json = toJsonString(StreamResponseSchema, message);
-  return format === "sse" ? `id: ${message.counter}\ndata: ${json}\n\n` : `${json}\n`;
+  wire = new GreetingWire(stream.name);
+  res.on("drain", onDrain);
+  stream.begin();
 }
 
 /** NDJSON: a last line {"error": {...}}; SSE: an "error" event. Either way the Connect error shape. */

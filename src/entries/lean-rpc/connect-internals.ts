@@ -4,19 +4,59 @@ import {
   createDeadlineSignal,
   createMethodSerializationLookup,
 } from "@connectrpc/connect/protocol";
+import {
+  createEndStreamSerialization,
+  endStreamFlag,
+  parseTimeout as parseConnectTimeout,
+} from "@connectrpc/connect/protocol-connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { type StreamRequest, StreamService } from "../../../gen/stream/v1/stream_pb.js";
 
-// Everything the gRPC lean path (fast-path.ts) takes from connect-es that is
-// not its public API: private exports, which connect does not keep stable
-// across versions ("we recommend that you do so with an exact version
-// constraint"), and the texts and choices of connect's gRPC handler that the
+// Everything the lean RPC path takes from connect-es that is not its public
+// API: private exports, which connect does not keep stable across versions
+// ("we recommend that you do so with an exact version constraint"), and the
+// texts and choices of connect's gRPC, gRPC-Web and Connect handlers that the
 // lean path must reproduce byte for byte. package.json pins @connectrpc/connect
 // and -node exactly; test/connect-internals.test.ts fails when an upgrade
 // changes any of it, and docs/architecture.md says what to do then.
 
-export { compressionNegotiate, parseTimeout, setTrailerStatus };
+export { compressionNegotiate, parseConnectTimeout, parseTimeout, setTrailerStatus };
+
+/** Request content types connect's gRPC-Web handler reads as binary (no +json, no -text), as clients spell them. */
+export const grpcWebContentTypes: readonly string[] = ["application/grpc-web", "application/grpc-web+proto"];
+/** The response content-type of connect's gRPC-Web handler for binary requests (contentTypeProto). */
+export const grpcWebResponseContentType = "application/grpc-web+proto";
+/** Connect's streaming content types (contentTypeStreamProto, contentTypeStreamJson): the response echoes the request's. */
+export const connectStreamProto = "application/connect+proto";
+export const connectStreamJson = "application/connect+json";
+/** Connect's streaming header names, lower-cased (protocol-connect/headers.js). */
+export const headerConnectTimeout = "connect-timeout-ms";
+export const headerConnectEncoding = "connect-content-encoding";
+export const headerConnectAcceptEncoding = "connect-accept-encoding";
+/** connect passes this spelling to compressionNegotiate for the metadata of its error. */
+export const headerConnectAcceptEncodingCanonical = "Connect-Accept-Encoding";
+/** The flags of the last envelope: a Connect end-of-stream message, gRPC-Web trailers; a request envelope with them is skipped. */
+export { endStreamFlag, trailerFlag };
+
+/**
+ * The last envelope of a gRPC-Web response: its trailers in the body, as
+ * connect's gRPC-Web handler writes them (grpc-status 0, or the error's
+ * status and message).
+ */
+export function grpcWebTrailers(error: ConnectError | undefined): Uint8Array {
+  const trailer = new Headers({ "grpc-status": "0" });
+  if (error !== undefined) setTrailerStatus(trailer, error);
+  return trailerSerialize(trailer);
+}
+
+const endStream = createEndStreamSerialization(undefined);
+
+/** The last envelope of a Connect streaming response: `{}`, or `{"error": {...}}`, as connect's handler writes it. */
+export function connectEndStream(error: ConnectError | undefined): Uint8Array {
+  return endStream.serialize(error === undefined ? { metadata: new Headers() } : { metadata: new Headers(), error });
+}
 
 /**
  * The deadline of a call, as connect's createHandlerContext starts it: from
@@ -41,8 +81,8 @@ export function closedStreamReason(rstCode: number): unknown {
 // response headers with the first message (or the error), never before ("we
 // deliberately send headers after first read, not before, because we have to
 // give the implementation a chance to set response headers"). The lean path
-// does the same through entries/kit/pump.ts, which pulls first, then opens;
-// test/connect-internals.test.ts holds connect-node and the lean path to it.
+// sends them from its sink's first write; test/connect-internals.test.ts holds
+// connect-node and the lean path to it.
 
 /** The path connect's router serves Stream on (createMethodUrl). */
 export const streamPath = `/${StreamService.typeName}/${StreamService.method.stream.name}`;
@@ -75,13 +115,16 @@ export const defaultMaxTimeoutMs = Number.MAX_SAFE_INTEGER;
 /** The envelope flag of a compressed message (compressedFlag). */
 export const compressedFlag = 0b00000001;
 
-/** The request parser connect's handler uses, with its readMaxBytes and its "parse binary: ..." errors. */
-export function createRequestParser(readMaxBytes: number): (data: Uint8Array) => StreamRequest {
+/**
+ * The request parser connect's handlers use, with its readMaxBytes and its
+ * errors ("parse binary: ...", or for JSON "cannot decode message ...").
+ */
+export function createRequestParser(readMaxBytes: number, binary = true): (data: Uint8Array) => StreamRequest {
   const lookup = createMethodSerializationLookup(StreamService.method.stream, undefined, undefined, {
     readMaxBytes,
     writeMaxBytes: 0xffffffff,
   });
-  const parse = lookup.getI(true);
+  const parse = lookup.getI(binary);
   return (data) => parse.parse(data);
 }
 

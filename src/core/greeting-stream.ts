@@ -1,0 +1,203 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { StreamPlan } from "./greeting.js";
+import type { Waiter } from "./pacer.js";
+import type { CallInfo, EndReason, StreamEnd } from "./stream-service.js";
+import type { Deferred } from "./turn-budget.js";
+
+// One call's stream: a small state machine that pushes its messages into the
+// road's sink, as fast as the sink takes them (interval 0) or one per
+// interval, and stops when the sink says the peer must read first. Every
+// road drives the same machine: the lean roads with their own sink, the
+// connect-node road through GreetingStreams.open()'s async generator, whose
+// sink holds one message. So validation, pacing, fairness, limits and the
+// end of a stream are the same on every road, and a message costs a plain
+// call, not a chain of promises.
+
+/** Where a stream's messages go: the road's encoder and socket. */
+export interface GreetingSink {
+  /**
+   * Writes message `counter` of the stream, sent at `millis` (Date.now()).
+   * Returns false when the peer must read before the next: the road then
+   * calls resume() once it has (its 'drain').
+   */
+  write(counter: bigint, millis: number): boolean;
+  /**
+   * The stream stops writing for now (it waits for its next message, or for
+   * a later turn): what the sink holds back to write in one piece goes out
+   * now. Optional: a sink that writes each message at once needs none.
+   */
+  flush?(): void;
+  /** The stream is over: undefined when every message was sent, else the error to send. Never after cancel(). */
+  end(error: ConnectError | undefined): void;
+}
+
+/** What a stream needs of the GreetingStreams that owns it. */
+export interface StreamOwner {
+  readonly budget: { allows(): boolean; defer(task: Deferred): void; readonly deferred: number };
+  readonly pacer: { wakeAt(w: Waiter, intervalMs: number, due: number): void; cancel(w: Waiter): void };
+  /** Called once, when the stream ends however it ends. */
+  ended(stream: GreetingStream, end: StreamEnd): void;
+  /** Counts a message sent, on every road. */
+  counted(): void;
+}
+
+type State = "new" | "running" | "blocked" | "waiting" | "deferred" | "done";
+
+// A client that gives up at its own deadline often closes the call a moment
+// before the server's deadline timer fires; count that as the deadline.
+const DEADLINE_SLACK_MS = 50;
+
+export class GreetingStream implements Waiter, Deferred {
+  // The pacer's and the budget's list links: a stream is its own list node.
+  due = 0;
+  prevWaiter: Waiter | undefined = undefined;
+  nextWaiter: Waiter | undefined = undefined;
+  queue: unknown = undefined;
+  deferredNext: Deferred | undefined = undefined;
+
+  /** The name greeted, after defaults ("Anonymous"). */
+  readonly name: string;
+  /** Messages written so far. */
+  sent = 0;
+  private counter: bigint;
+  private readonly last: bigint;
+  private readonly intervalMs: number;
+  /** When the next message is due, on the schedule (no drift). */
+  private nextDue: number;
+  private readonly started: number;
+  private state: State = "new";
+  private stopReason: EndReason | undefined;
+
+  constructor(
+    private readonly owner: StreamOwner,
+    plan: StreamPlan,
+    readonly call: CallInfo,
+    private readonly sink: GreetingSink,
+  ) {
+    this.name = plan.name;
+    this.counter = plan.first;
+    this.last = plan.last;
+    this.intervalMs = plan.intervalMs;
+    this.started = this.nextDue = performance.now();
+  }
+
+  /** True once the stream ended, however it ended. */
+  get done(): boolean {
+    return this.state === "done";
+  }
+
+  /** Writes the first message at once (response headers leave with it), and goes on from there. */
+  begin(): void {
+    if (this.state !== "new") return;
+    this.state = "running";
+    this.run();
+  }
+
+  /** The peer read what was written: go on. */
+  resume(): void {
+    if (this.state !== "blocked") return;
+    if (this.intervalMs > 0) this.waitForNext();
+    else {
+      this.state = "running";
+      this.run();
+    }
+  }
+
+  /** The pacer's call: the next message is due. */
+  wake(): void {
+    if (this.state !== "waiting") return;
+    this.state = "running";
+    this.run();
+  }
+
+  /** The budget's call: a new turn has a slice for us. */
+  resumeTurn(): void {
+    if (this.state !== "deferred") return;
+    this.state = "running";
+    this.run();
+  }
+
+  /** The peer went away (`reason`: why its stream closed). Frees the stream at once; nothing more is written. */
+  cancel(reason: unknown): void {
+    if (this.state === "done") return;
+    const deadlineAt = this.call.deadlineAt;
+    const late = deadlineAt !== undefined && performance.now() >= deadlineAt - DEADLINE_SLACK_MS;
+    const error = ConnectError.from(reason);
+    this.finish(late || error.code === Code.DeadlineExceeded ? "deadline" : "cancelled", error);
+  }
+
+  /** Ends the stream with `error` sent to the peer: its deadline passed, or something failed. */
+  fail(error: ConnectError): void {
+    if (this.state === "done") return;
+    this.finish(error.code === Code.DeadlineExceeded ? "deadline" : "error", error);
+    this.sink.end(error);
+  }
+
+  /** Ends the stream with `error` sent to the peer, for a reason of the server's own (shutdown). */
+  stop(error: ConnectError, reason: EndReason = "shutdown"): void {
+    if (this.state === "done") return;
+    this.stopReason = reason;
+    this.finish(reason, error);
+    this.sink.end(error);
+  }
+
+  private run(): void {
+    const { owner, sink } = this;
+    for (let burst = 0; ; burst++) {
+      // After one message, others waiting for the slice go first.
+      if (!owner.budget.allows() || (burst > 0 && owner.budget.deferred > 0)) {
+        this.state = "deferred";
+        sink.flush?.();
+        owner.budget.defer(this);
+        return;
+      }
+      const counter = this.counter;
+      let ok: boolean;
+      try {
+        ok = sink.write(counter, Date.now());
+      } catch (e) {
+        this.fail(new ConnectError("internal error", Code.Internal, undefined, undefined, e));
+        return;
+      }
+      // The write may have found the peer gone, and cancelled us.
+      if (this.state === "done") return;
+      this.sent++;
+      owner.counted();
+      if (counter === this.last) {
+        this.finish("limit", undefined);
+        sink.end(undefined);
+        return;
+      }
+      this.counter = counter + 1n;
+      if (!ok) {
+        this.state = "blocked";
+        return;
+      }
+      if (this.intervalMs > 0) {
+        sink.flush?.();
+        this.waitForNext();
+        return;
+      }
+    }
+  }
+
+  private waitForNext(): void {
+    // Keep to the schedule (no drift), but do not burst to catch up after a stall.
+    this.nextDue = Math.max(this.nextDue + this.intervalMs, performance.now());
+    this.state = "waiting";
+    this.owner.pacer.wakeAt(this, this.intervalMs, this.nextDue);
+  }
+
+  private finish(reason: EndReason, error: ConnectError | undefined): void {
+    const was = this.state;
+    this.state = "done";
+    if (was === "waiting") this.owner.pacer.cancel(this);
+    const end: StreamEnd = {
+      reason: this.stopReason ?? reason,
+      sent: this.sent,
+      durationMs: Math.round(performance.now() - this.started),
+    };
+    if (error !== undefined) end.error = error;
+    this.owner.ended(this, end);
+  }
+}

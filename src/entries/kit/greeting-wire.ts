@@ -1,0 +1,108 @@
+// A stream's messages as bytes, written straight from (counter, time): in the
+// protobuf binary form inside its length-prefixed envelope (gRPC, gRPC-Web,
+// Connect), or as canonical proto JSON (Connect JSON, NDJSON, SSE). Only the
+// counter and the time change from one message to the next, so everything
+// that depends on the name is encoded once per stream. Field by field as
+// protobuf-es writes them, proto3 defaults left out; test/greeting-wire.test.ts
+// holds both forms to toBinary() and toJsonString().
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const TEXT_SUFFIX = " time stream message.";
+
+export class GreetingWire {
+  private readonly prefix: Buffer;
+  private readonly suffix = Buffer.from(TEXT_SUFFIX, "utf8");
+  private readonly jsonPrefix: string;
+  private readonly jsonSuffix: string;
+
+  constructor(name: string) {
+    this.prefix = Buffer.from(`Hello ${name}, this is `, "utf8");
+    // JSON escapes character by character, so the escaped halves join around the digits.
+    this.jsonPrefix = `{"message":${JSON.stringify(`Hello ${name}, this is `).slice(0, -1)}`;
+    this.jsonSuffix = `${JSON.stringify(TEXT_SUFFIX).slice(1)}`;
+  }
+
+  /** The message as a gRPC / Connect envelope: flags 0, big-endian length, then the protobuf. */
+  envelope(counter: bigint, millis: number): Buffer {
+    const digits = counter.toString();
+    const textBytes = this.prefix.length + digits.length + this.suffix.length;
+    const seconds = Math.floor(millis / 1000);
+    const nanos = (millis - seconds * 1000) * 1_000_000;
+    const tsBytes = (seconds === 0 ? 0 : 1 + varintSize(seconds)) + (nanos === 0 ? 0 : 1 + varintSize(nanos));
+    const counterBytes = counter === 0n ? 0 : 1 + bigVarintSize(counter);
+    const size = 1 + varintSize(textBytes) + textBytes + counterBytes + 1 + varintSize(tsBytes) + tsBytes;
+    const buf = Buffer.allocUnsafe(5 + size);
+    buf[0] = 0;
+    buf.writeUInt32BE(size, 1);
+    let o = 5;
+    buf[o++] = 0x0a; // field 1, message: length-delimited
+    o = writeVarint(buf, o, textBytes);
+    o += this.prefix.copy(buf, o);
+    o += buf.write(digits, o, "latin1");
+    o += this.suffix.copy(buf, o);
+    if (counter !== 0n) {
+      buf[o++] = 0x10; // field 2, counter: varint
+      o = counter <= MAX_SAFE ? writeVarint(buf, o, Number(counter)) : writeBigVarint(buf, o, counter);
+    }
+    buf[o++] = 0x1a; // field 3, timestamp: length-delimited
+    o = writeVarint(buf, o, tsBytes);
+    if (seconds !== 0) {
+      buf[o++] = 0x08;
+      o = writeVarint(buf, o, seconds);
+    }
+    if (nanos !== 0) {
+      buf[o++] = 0x10;
+      writeVarint(buf, o, nanos);
+    }
+    return buf;
+  }
+
+  /** The message as canonical proto JSON, as toJsonString() writes it with default options. */
+  json(counter: bigint, millis: number): string {
+    const c = counter === 0n ? "" : `,"counter":"${counter}"`;
+    return `${this.jsonPrefix}${counter}${this.jsonSuffix}${c},"timestamp":"${timestampJson(millis)}"}`;
+  }
+}
+
+/** RFC 3339 as proto JSON writes a Timestamp: no fraction at a whole second, else milliseconds here. */
+function timestampJson(millis: number): string {
+  const iso = new Date(millis).toISOString();
+  return millis % 1000 === 0 ? `${iso.slice(0, 19)}Z` : iso;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+function bigVarintSize(n: bigint): number {
+  if (n <= MAX_SAFE) return varintSize(Number(n));
+  let size = 1;
+  while (n >= 0x80n) {
+    n >>= 7n;
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(buf: Buffer, o: number, n: number): number {
+  while (n >= 0x80) {
+    buf[o++] = (n % 128) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  buf[o++] = n;
+  return o;
+}
+
+function writeBigVarint(buf: Buffer, o: number, n: bigint): number {
+  while (n >= 0x80n) {
+    buf[o++] = Number(n & 0x7fn) | 0x80;
+    n >>= 7n;
+  }
+  buf[o++] = Number(n);
+  return o;
+}

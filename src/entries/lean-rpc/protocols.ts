@@ -1,0 +1,139 @@
+import type { ConnectError } from "@connectrpc/connect";
+import type { GreetingWire } from "../kit/greeting-wire.js";
+import {
+  binaryContentTypes,
+  connectEndStream,
+  connectStreamJson,
+  connectStreamProto,
+  endStreamFlag,
+  grpcWebContentTypes,
+  grpcWebResponseContentType,
+  grpcWebTrailers,
+  headerConnectAcceptEncoding,
+  headerConnectAcceptEncodingCanonical,
+  headerConnectEncoding,
+  headerConnectTimeout,
+  headerGrpcAcceptEncoding,
+  headerGrpcAcceptEncodingCanonical,
+  headerGrpcEncoding,
+  headerGrpcTimeout,
+  parseConnectTimeout,
+  parseTimeout,
+  responseContentType,
+  trailerFlag,
+} from "./connect-internals.js";
+
+// The three RPC protocols the lean path speaks for Stream, as data: what
+// differs between gRPC, gRPC-Web and Connect is the content type, the names of
+// a few headers, how a message is encoded, and how the stream ends (HTTP/2
+// trailers, or a last envelope in the body). The engine (serve-rpc.ts) is one.
+
+export interface RpcProtocol {
+  /** As logs and metrics name it. */
+  readonly name: "grpc" | "grpc-web" | "connect";
+  /** The response content type. */
+  readonly contentType: string;
+  /** False for Connect JSON only. */
+  readonly binary: boolean;
+  readonly timeoutHeader: string;
+  parseTimeout: typeof parseTimeout;
+  readonly encodingHeader: string;
+  readonly acceptEncodingHeader: string;
+  /** The spelling connect passes to compressionNegotiate. */
+  readonly acceptEncodingCanonical: string;
+  /** Request envelopes with this flag are skipped, as connect's handler skips them; 0 for none. */
+  readonly skipFlag: number;
+  /** gRPC ends with HTTP/2 trailers; the others with a last envelope in the body. */
+  readonly httpTrailers: boolean;
+  /** The last envelope of the body, or undefined for gRPC. */
+  tail(error: ConnectError | undefined): Buffer | undefined;
+  /** One message, in its envelope. */
+  encode(wire: GreetingWire, counter: bigint, millis: number): Buffer;
+}
+
+const grpcHeaders = {
+  timeoutHeader: headerGrpcTimeout,
+  parseTimeout,
+  encodingHeader: headerGrpcEncoding,
+  acceptEncodingHeader: headerGrpcAcceptEncoding,
+  acceptEncodingCanonical: headerGrpcAcceptEncodingCanonical,
+} as const;
+
+const binaryMessage = (wire: GreetingWire, counter: bigint, millis: number) => wire.envelope(counter, millis);
+
+const grpc: RpcProtocol = {
+  name: "grpc",
+  contentType: responseContentType,
+  binary: true,
+  ...grpcHeaders,
+  skipFlag: 0,
+  httpTrailers: true,
+  tail: () => undefined,
+  encode: binaryMessage,
+};
+
+const grpcWeb: RpcProtocol = {
+  name: "grpc-web",
+  contentType: grpcWebResponseContentType,
+  binary: true,
+  ...grpcHeaders,
+  skipFlag: trailerFlag,
+  httpTrailers: false,
+  tail: (error) => envelope(trailerFlag, grpcWebTrailers(error)),
+  encode: binaryMessage,
+};
+
+const connectHeaders = {
+  timeoutHeader: headerConnectTimeout,
+  parseTimeout: parseConnectTimeout,
+  encodingHeader: headerConnectEncoding,
+  acceptEncodingHeader: headerConnectAcceptEncoding,
+  acceptEncodingCanonical: headerConnectAcceptEncodingCanonical,
+  skipFlag: endStreamFlag,
+  httpTrailers: false,
+  tail: (error: ConnectError | undefined) => envelope(endStreamFlag, connectEndStream(error)),
+  name: "connect",
+} as const;
+
+const connectProto: RpcProtocol = {
+  ...connectHeaders,
+  contentType: connectStreamProto,
+  binary: true,
+  encode: binaryMessage,
+};
+
+const connectJson: RpcProtocol = {
+  ...connectHeaders,
+  contentType: connectStreamJson,
+  binary: false,
+  encode(wire, counter, millis) {
+    const json = wire.json(counter, millis);
+    const length = Buffer.byteLength(json);
+    const buf = Buffer.allocUnsafe(5 + length);
+    buf[0] = 0;
+    buf.writeUInt32BE(length, 1);
+    buf.write(json, 5, "utf8");
+    return buf;
+  },
+};
+
+/**
+ * The protocol of a request by its content type, as clients spell it, when
+ * the lean path speaks it on this HTTP version (gRPC needs HTTP/2).
+ */
+export function protocolOf(contentType: string | undefined, http2: boolean): RpcProtocol | undefined {
+  if (contentType === undefined) return undefined;
+  if (binaryContentTypes.includes(contentType)) return http2 ? grpc : undefined;
+  if (grpcWebContentTypes.includes(contentType)) return grpcWeb;
+  if (contentType === connectStreamProto) return connectProto;
+  if (contentType === connectStreamJson) return connectJson;
+  return undefined;
+}
+
+function envelope(flags: number, payload: Uint8Array): Buffer {
+  const buf = Buffer.allocUnsafe(5 + payload.byteLength);
+  buf[0] = flags;
+  buf.writeUInt32BE(payload.byteLength, 1);
+  buf.set(payload, 5);
+  return buf;
+}
