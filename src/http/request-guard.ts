@@ -34,10 +34,17 @@ export function guardRequests<H extends Handler>(handler: H, onThrow: (e: unknow
   }) as H;
 }
 
-function validAuthority(authority: string): boolean {
+let lastValid = "";
+
+/** Whether `authority` (a Host or :authority value) is a host and port a URL can be built from. */
+export function validAuthority(authority: string): boolean {
+  // Clients send the same authority call after call: parse it once.
+  if (authority === lastValid) return true;
   try {
-    return new URL(`http://${authority}/`).host !== "";
+    if (new URL(`http://${authority}/`).host === "") return false;
   } catch {
     return false;
   }
+  lastValid = authority;
+  return true;
 }

@@ -2,6 +2,7 @@ import type * as http from "node:http";
 import type { GreetingStreams } from "../../core/stream-service.js";
 import type { CorsPolicy } from "../../http/cors.js";
 import type { StreamTaker } from "../../http/h2.js";
+import { validAuthority } from "../../http/request-guard.js";
 import type { Logger } from "../../ops/log.js";
 import {
   createRequestParser,
@@ -73,8 +74,14 @@ export function createLeanRpc(options: LeanRpcOptions): LeanRpc {
   };
 }
 
-/** An uncompressed request: what connect-node would have to decompress stays with connect-node. */
+/**
+ * An uncompressed request with a sane authority: what connect-node would have
+ * to decompress stays with connect-node, and so does an authority it would
+ * refuse, so that both roads answer it alike (400).
+ */
 function identity(headers: http.IncomingHttpHeaders): boolean {
+  const authority = headers[":authority"] ?? headers.host;
+  if (typeof authority !== "string" || !validAuthority(authority)) return false;
   for (const name of [headerGrpcEncoding, headerConnectEncoding]) {
     const value = headers[name];
     if (value !== undefined && value !== "identity") return false;
