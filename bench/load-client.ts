@@ -27,6 +27,8 @@ export type ClientTask =
       mode: "fanout";
       port: number;
       pid: number;
+      /** The fleet's protocol. Default "grpc". */
+      protocol?: FleetProtocol;
       streams: number;
       perConnection: number;
       intervalMs: number;
@@ -36,6 +38,8 @@ export type ClientTask =
       mode: "idle";
       port: number;
       pid: number;
+      /** The fleet's protocol. Default "grpc". */
+      protocol?: FleetProtocol;
       streams: number;
       perConnection: number;
       intervalMs: number;
@@ -44,6 +48,28 @@ export type ClientTask =
     };
 
 export type Protocol = "grpc" | "connect-h2" | "connect-h1";
+
+/**
+ * How a fleet's streams call: over HTTP/2, `perConnection` streams share a
+ * connection; over HTTP/1.1 each stream is a connection of its own, as a
+ * browser without HTTP/2 opens them.
+ */
+export type FleetProtocol =
+  | "grpc"
+  | "connect-h2"
+  | "grpc-web-h2"
+  | "connect-h1"
+  | "grpc-web-h1"
+  | "ndjson-h1"
+  | "sse-h1";
+
+const fleetContentTypes: Partial<Record<FleetProtocol, string>> = {
+  grpc: "application/grpc",
+  "connect-h2": "application/connect+proto",
+  "grpc-web-h2": "application/grpc-web+proto",
+  "connect-h1": "application/connect+proto",
+  "grpc-web-h1": "application/grpc-web+proto",
+};
 
 /** What one call received, as the checks look at it. */
 interface CallResult {
@@ -263,50 +289,107 @@ interface Fleet {
 }
 
 /**
- * Opens `streams` gRPC streams, `perConnection` to a connection, spread over
- * one interval so the offered load is smooth; onMessage sees each message's
- * stream index, index within the stream and arrival time.
+ * Opens `streams` streams of `protocol`, spread over one interval so the
+ * offered load is smooth; onMessage sees each message's stream index, index
+ * within the stream and arrival time.
  */
 async function openFleet(
   port: number,
+  protocol: FleetProtocol,
   streams: number,
   perConnection: number,
   intervalMs: number,
   onMessage: (stream: number, k: number, at: number) => void,
 ): Promise<Fleet> {
+  const h1 = protocol.endsWith("-h1");
   const sessions: http2.ClientHttp2Session[] = [];
-  for (let i = 0; i < Math.ceil(streams / perConnection); i++) sessions.push(await connect(port));
+  const requests: http.ClientRequest[] = [];
+  if (!h1) for (let i = 0; i < Math.ceil(streams / perConnection); i++) sessions.push(await connect(port));
+  let closing = false;
   const fleet: Fleet = {
     counts: new Uint32Array(streams),
     firsts: new Float64Array(streams),
     errors: 0,
     close: () => {
+      closing = true;
       for (const s of sessions) s.destroy();
+      for (const r of requests) r.destroy();
     },
   };
+  const seconds = intervalMs / 1000;
+  const path =
+    protocol === "ndjson-h1" || protocol === "sse-h1" ? `/stream?name=fleet&interval=${seconds}s` : GRPC_PATH;
   const body = envelope(encodeRequest({ name: "fleet", intervalMs, limit: 0 }));
+  const contentType = fleetContentTypes[protocol];
   const start = performance.now();
   for (let i = 0; i < streams; i++) {
     const wait = start + (i / streams) * intervalMs - performance.now();
     if (wait > 1) await sleep(wait);
-    const session = sessions[Math.floor(i / perConnection)];
-    if (session === undefined) throw new Error("no session");
-    const stream = session.request(grpcHeaders());
-    const read = createEnvelopeReader(() => {
+    const seen = () => {
       const at = performance.now();
       const k = fleet.counts[i] ?? 0;
       if (k === 0) fleet.firsts[i] = at;
       fleet.counts[i] = k + 1;
       onMessage(i, k, at);
+    };
+    // Envelopes with flags 0 are messages; text streams count lines (NDJSON) or blank-line-ended events (SSE).
+    const read: (chunk: Buffer) => void =
+      protocol === "ndjson-h1" || protocol === "sse-h1"
+        ? textCounter(protocol === "sse-h1" ? "\n\n" : "\n", seen)
+        : createEnvelopeReader((flags) => {
+            if (flags === 0) seen();
+          });
+    if (h1) {
+      const headers: http.OutgoingHttpHeaders =
+        contentType === undefined
+          ? protocol === "sse-h1"
+            ? { accept: "text/event-stream" }
+            : {}
+          : { "content-type": contentType };
+      const r = http.request(
+        { host: "127.0.0.1", port, method: contentType === undefined ? "GET" : "POST", path, headers, agent: false },
+        (res) => {
+          res.on("data", read);
+          res.on("error", () => {});
+        },
+      );
+      r.on("error", () => {
+        if (!closing) fleet.errors++;
+      });
+      requests.push(r);
+      r.end(contentType === undefined ? undefined : body);
+      continue;
+    }
+    const session = sessions[Math.floor(i / perConnection)];
+    if (session === undefined) throw new Error("no session");
+    const stream = session.request({
+      ":method": "POST",
+      ":path": GRPC_PATH,
+      "content-type": contentType,
+      te: "trailers",
     });
     stream.on("data", read);
     stream.on("error", () => {});
     stream.on("close", () => {
-      if (stream.rstCode !== http2.constants.NGHTTP2_CANCEL) fleet.errors++;
+      if (!closing && stream.rstCode !== http2.constants.NGHTTP2_CANCEL) fleet.errors++;
     });
     stream.end(body);
   }
   return fleet;
+}
+
+/** Counts the records of a text stream, each ended by `separator`, across chunks. */
+function textCounter(separator: string, seen: () => void): (chunk: Buffer) => void {
+  let tail = "";
+  return (chunk) => {
+    const text = tail + chunk.toString("latin1");
+    let from = 0;
+    for (let at = text.indexOf(separator); at !== -1; at = text.indexOf(separator, from)) {
+      seen();
+      from = at + separator.length;
+    }
+    tail = text.slice(from);
+  };
 }
 
 async function waitAllStarted(fleet: Fleet, timeoutMs: number): Promise<number> {
@@ -324,11 +407,18 @@ async function fanout(task: Extract<ClientTask, { mode: "fanout" }>) {
   let delivered = 0;
   const lateness: number[] = [];
   let firsts: Float64Array | undefined;
-  const fleet = await openFleet(task.port, task.streams, task.perConnection, task.intervalMs, (i, k, at) => {
-    if (!measuring || firsts === undefined) return;
-    delivered++;
-    lateness.push(at - ((firsts[i] ?? at) + k * task.intervalMs));
-  });
+  const fleet = await openFleet(
+    task.port,
+    task.protocol ?? "grpc",
+    task.streams,
+    task.perConnection,
+    task.intervalMs,
+    (i, k, at) => {
+      if (!measuring || firsts === undefined) return;
+      delivered++;
+      lateness.push(at - ((firsts[i] ?? at) + k * task.intervalMs));
+    },
+  );
   firsts = fleet.firsts;
   const started = await waitAllStarted(fleet, 60_000);
   await sleep(task.intervalMs * 5);
@@ -369,9 +459,16 @@ async function idle(task: Extract<ClientTask, { mode: "idle" }>) {
   await sleep(500);
   const rssBefore = rssKiB(task.pid);
   let received = 0;
-  const fleet = await openFleet(task.port, task.streams, task.perConnection, task.intervalMs, () => {
-    received++;
-  });
+  const fleet = await openFleet(
+    task.port,
+    task.protocol ?? "grpc",
+    task.streams,
+    task.perConnection,
+    task.intervalMs,
+    () => {
+      received++;
+    },
+  );
   const started = await waitAllStarted(fleet, 60_000);
   await sleep(task.settleMs);
   const rssWith = rssKiB(task.pid);

@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
 // The rooms of src/ and who may enter which (docs/architecture.md). A call
-// takes one of three roads (entries/lean-grpc, entries/connect,
+// takes one of three roads (entries/lean-rpc, entries/connect,
 // entries/http-stream), all ending in core/; what the roads share is in
 // entries/kit/. Read from the import statements of every file, so a rule
 // broken in any file fails here.

@@ -17,7 +17,7 @@ import {
 } from "./support/h2-grpc.js";
 import { eventually, settled, startServer, type TestServer } from "./support/server.js";
 
-// The differential suite of the gRPC fast path (src/fast-path.ts): the same
+// The differential suite of the lean road for gRPC (src/entries/lean-rpc/): the same
 // raw HTTP/2 requests go to a server with the fast path and to one without
 // (connect-node), and what comes back must be the same: messages (timestamps
 // aside), status, message, headers, trailers, how the stream ended.

@@ -266,7 +266,7 @@ export const options = {
     flag: "fast-path",
     env: "FAST_PATH",
     default: true,
-    doc: "serve Stream over gRPC through the lean path (src/entries/lean-grpc/fast-path.ts); off sends every request through connect-node",
+    doc: "serve Stream over gRPC, gRPC-Web and Connect through the lean road (src/entries/lean-rpc/); off sends every request through connect-node",
   }),
 } as const;
 
