@@ -24,9 +24,10 @@ export interface GreetingSink {
   /**
    * The stream stops writing for now (it waits for its next message, or for
    * a later turn): what the sink holds back to write in one piece goes out
-   * now. Optional: a sink that writes each message at once needs none.
+   * now. False, like write(), when the peer must read first. Optional: a
+   * sink that writes each message at once needs none.
    */
-  flush?(): void;
+  flush?(): boolean;
   /** The stream is over: undefined when every message was sent, else the error to send. Never after cancel(). */
   end(error: ConnectError | undefined): void;
 }
@@ -146,8 +147,12 @@ export class GreetingStream implements Waiter, Deferred {
     for (let burst = 0; ; burst++) {
       // After one message, others waiting for the slice go first.
       if (!owner.budget.allows() || (burst > 0 && owner.budget.deferred > 0)) {
+        // What the sink held back goes out now; if the peer is behind, wait for it, not for a turn.
+        if (sink.flush?.() === false) {
+          this.state = "blocked";
+          return;
+        }
         this.state = "deferred";
-        sink.flush?.();
         owner.budget.defer(this);
         return;
       }
@@ -174,7 +179,10 @@ export class GreetingStream implements Waiter, Deferred {
         return;
       }
       if (this.intervalMs > 0) {
-        sink.flush?.();
+        if (sink.flush?.() === false) {
+          this.state = "blocked";
+          return;
+        }
         this.waitForNext();
         return;
       }

@@ -5,7 +5,7 @@ import * as net from "node:net";
 import type { Config } from "../config/config.js";
 import { discardRestOfRequest, type StreamTaker } from "../http/h2.js";
 import type { Logger } from "../ops/log.js";
-import { guardSession } from "./session-guard.js";
+import { guardSession, type SessionGuard } from "./session-guard.js";
 
 // One port for every client. Cleartext: HTTP/2 with prior knowledge (what gRPC
 // clients send) and HTTP/1.1 (curl, browsers, proxies) are told apart by the
@@ -48,18 +48,26 @@ export async function listen(
     maxSessionMemory: config.http2SessionMemoryMiB,
     settings: { maxConcurrentStreams: config.maxConcurrentStreams },
   };
+  const guards = new WeakMap<http2.Http2Session, SessionGuard>();
+  const suspicious = (stream: http2.ServerHttp2Stream) => {
+    const session = stream.session;
+    return session !== undefined && guards.get(session)?.suspicious() === true;
+  };
   const onSession = (session: http2.ServerHttp2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     // A peer's protocol error ends its session, never the process.
     session.on("error", (err) => logger.debug("http2 session error", { error: err.message }));
-    guardSession(session, {
-      idleTimeoutMs: config.h2IdleTimeoutMs,
-      pingIntervalMs: config.h2PingIntervalMs,
-      pingTimeoutMs: config.h2PingTimeoutMs,
-      maxResets: config.h2MaxResets,
-      logger,
-    });
+    guards.set(
+      session,
+      guardSession(session, {
+        idleTimeoutMs: config.h2IdleTimeoutMs,
+        pingIntervalMs: config.h2PingIntervalMs,
+        pingTimeoutMs: config.h2PingTimeoutMs,
+        maxResets: config.h2MaxResets,
+        logger,
+      }),
+    );
   };
 
   let outer: net.Server;
@@ -75,7 +83,7 @@ export async function listen(
       },
       endUnreadRequests(handler),
     );
-    if (takeStream) divertStreams(secure, takeStream);
+    divertStreams(secure, takeStream, suspicious);
     secure.on("session", onSession);
     secure.on("secureConnection", track);
     secure.on("tlsClientError", (err) => logger.debug("tls client error", { error: err.message }));
@@ -103,7 +111,7 @@ export async function listen(
       res.end(body);
     });
     const h2 = http2.createServer(http2Options, endUnreadRequests(handler));
-    if (takeStream) divertStreams(h2, takeStream);
+    divertStreams(h2, takeStream, suspicious);
     h2.on("session", onSession);
     h1.on("clientError", (err: Error & { code?: string }, socket: net.Socket) => {
       logger.debug("http1 client error", { error: err.message, code: err.code });
@@ -177,12 +185,21 @@ function endUnreadRequests(handler: RequestHandler): RequestHandler {
  * onServerStream), which builds Http2ServerRequest/Response for every stream
  * and emits 'request'. It has no way to skip a stream, so a listener merely
  * registered before it would still pay for the wrappers (and their six stream
- * listeners) on the fast path. Instead we take Node's listener off and call it
+ * listeners) on the lean road. Instead we take Node's listener off and call it
  * ourselves for every stream `take` leaves: CONNECT, Expect, and the request
  * objects stay Node's own code, nothing of it is copied. Should a Node version
  * wire compat differently, this throws at startup instead of serving wrong.
+ *
+ * On a connection whose peer has been resetting streams before they were
+ * answered, a new stream waits one turn first: a rapid-reset burst arrives in
+ * one read, each HEADERS followed by its RST_STREAM, and a stream already
+ * reset by then costs nothing more.
  */
-function divertStreams(server: http2.Http2Server | http2.Http2SecureServer, take: StreamTaker): void {
+function divertStreams(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  take: StreamTaker | undefined,
+  suspicious: (stream: http2.ServerHttp2Stream) => boolean,
+): void {
   type OnStream = (
     stream: http2.ServerHttp2Stream,
     headers: http2.IncomingHttpHeaders,
@@ -195,8 +212,14 @@ function divertStreams(server: http2.Http2Server | http2.Http2SecureServer, take
     throw new Error(`fast path: expected Node's compat 'stream' listener alone, found ${compat.length} listeners`);
   }
   server.removeListener("stream", toCompat);
+  const dispatch: OnStream = (stream, headers, flags, rawHeaders) => {
+    if (take?.(stream, headers) !== true) toCompat.call(server, stream, headers, flags, rawHeaders);
+  };
   const onStream: OnStream = (stream, headers, flags, rawHeaders) => {
-    if (!take(stream, headers)) toCompat.call(server, stream, headers, flags, rawHeaders);
+    if (!suspicious(stream)) return dispatch(stream, headers, flags, rawHeaders);
+    setImmediate(() => {
+      if (!stream.destroyed && !stream.closed) dispatch(stream, headers, flags, rawHeaders);
+    });
   };
   server.on("stream", onStream);
 }

@@ -14,8 +14,9 @@ import type { Logger } from "../ops/log.js";
 //
 // So each session gets an idle timer (no open stream for idleTimeoutMs:
 // GOAWAY, close), a PING every pingIntervalMs and, sooner, a second after it
-// turns idle (no ACK within pingTimeoutMs: destroy), and a budget of stream
-// resets (past it: GOAWAY ENHANCE_YOUR_CALM, destroy).
+// turns idle (no ACK within pingTimeoutMs: destroy), and a budget of streams
+// reset before they were answered or refused outright (past it: GOAWAY
+// ENHANCE_YOUR_CALM, destroy).
 
 export interface SessionGuardOptions {
   /** A session with no open stream for this long gets GOAWAY and is closed; 0 never. */
@@ -40,7 +41,20 @@ const IDLE_PROBE_DELAY_MS = 1000;
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
-export function guardSession(session: http2.ServerHttp2Session, options: SessionGuardOptions): void {
+/** A stream reset sooner than this after it opened counts against the peer's budget. */
+const RAPID_RESET_MS = 1000;
+
+/** What the rest of the server may ask of a session's guard. */
+export interface SessionGuard {
+  /**
+   * True once the peer reset or made us refuse streams in numbers (a tenth of
+   * its budget): its new streams then wait a turn before they are served, so
+   * that a stream reset in the same read costs nothing.
+   */
+  suspicious(): boolean;
+}
+
+export function guardSession(session: http2.ServerHttp2Session, options: SessionGuardOptions): SessionGuard {
   const resetWindowMs = options.resetWindowMs ?? 10_000;
   let open = 0;
   let resetTokens = options.maxResets;
@@ -90,6 +104,8 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
       session.ping((err) => {
         clearTimeout(awaitingAck);
         awaitingAck = undefined;
+        // A peer that answers PINGs but sends only refused streams shows here, at the latest.
+        countRefused();
         // An error here means the session is going anyway (closed, destroyed).
         if (err === null) schedulePing(options.pingIntervalMs);
       });
@@ -112,14 +128,18 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
     schedulePing(IDLE_PROBE_DELAY_MS);
   };
 
-  const onReset = () => {
+  const refill = () => {
     const now = performance.now();
     resetTokens = Math.min(
       options.maxResets,
       resetTokens + ((now - resetCheckedAt) * options.maxResets) / resetWindowMs,
     );
     resetCheckedAt = now;
-    resetTokens -= 1;
+  };
+
+  const onResets = (n: number) => {
+    refill();
+    resetTokens -= n;
     if (resetTokens >= 0) return;
     cut("resets", () => {
       // Sent now, while nghttp2 may still be working through the same read:
@@ -129,14 +149,35 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
     });
   };
 
+  // Streams the peer opened that JavaScript never saw: nghttp2 (or Node's
+  // header limits) refused them outright, a header list past the limit (an
+  // HPACK bomb) among them. Each counts against the same budget as a reset:
+  // a peer that only sends what is refused is cut too. nghttp2 counts every
+  // stream it began (lastProcStreamID), JavaScript only the ones it got.
+  let seen = 0;
+  let refusedCounted = 0;
+  const countRefused = () => {
+    if (ended || session.destroyed) return;
+    const began = ((session.state.lastProcStreamID ?? 0) + 1) >> 1;
+    const refused = began - seen - refusedCounted;
+    if (refused <= 0) return;
+    refusedCounted += refused;
+    onResets(refused);
+  };
+
   session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    const opened = performance.now();
     open++;
+    seen++;
     clearTimeout(idleTimer);
+    countRefused();
     stream.once("close", () => {
       open--;
       // A session that is going takes its streams with it: those are no peer's resets.
       if (ended || session.destroyed || session.closed) return;
-      if (stream.rstCode !== NGHTTP2_NO_ERROR) onReset();
+      // Rapid reset: the peer reset the stream within a second of opening it. A
+      // client that cancels a stream it has been reading is polite, and counts for nothing.
+      if (stream.rstCode !== NGHTTP2_NO_ERROR && performance.now() - opened < RAPID_RESET_MS) onResets(1);
       if (open === 0 && !ended) armIdle();
     });
   });
@@ -149,4 +190,10 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
   session.once("close", stopTimers);
   armIdle();
   schedulePing(options.pingIntervalMs);
+  return {
+    suspicious() {
+      refill();
+      return resetTokens <= options.maxResets * 0.9;
+    },
+  };
 }
