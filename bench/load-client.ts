@@ -22,7 +22,14 @@ const GRPC_PATH = "/stream.v1.StreamService/Stream";
 
 export type ClientTask =
   | { mode: "check"; port: number; protocols: Protocol[] }
-  | { mode: "latency"; port: number; calls: number; warmup: number }
+  | {
+      mode: "latency";
+      port: number;
+      calls: number;
+      warmup: number;
+      /** gRPC (default), or Connect over HTTP/2 or HTTP/1.1 (one keep-alive connection). */
+      protocol?: Protocol;
+    }
   | {
       mode: "fanout";
       port: number;
@@ -230,35 +237,68 @@ function percentile(sorted: ArrayLike<number>, p: number): number {
 
 /** Sequential calls with limit 1 on one connection: the time from request to the first whole message. */
 async function latency(task: Extract<ClientTask, { mode: "latency" }>) {
-  const session = await connect(task.port);
+  const protocol = task.protocol ?? "grpc";
+  const session = protocol === "connect-h1" ? undefined : await connect(task.port);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const body = envelope(encodeRequest({ name: "latency", intervalMs: 0, limit: 1 }));
   const samples = new Float64Array(task.calls);
-  for (let i = -task.warmup; i < task.calls; i++) {
-    const us = await new Promise<number>((resolve, reject) => {
+  // One call: resolves with the microseconds to its first message, once it ended well.
+  const call = (i: number) =>
+    new Promise<number>((resolve, reject) => {
       const t0 = performance.now();
       let t1 = 0;
       let status: string | undefined;
-      const stream = session.request(grpcHeaders());
-      const read = createEnvelopeReader(() => {
-        if (t1 === 0) t1 = performance.now();
+      const read = createEnvelopeReader((flags, payload) => {
+        if (flags === 0) {
+          if (t1 === 0) t1 = performance.now();
+          return;
+        }
+        // Connect's end-of-stream message: {} when the call ended well.
+        const end = JSON.parse(payload.toString("utf8")) as { error?: { code: string } };
+        status = end.error === undefined ? "0" : end.error.code;
       });
+      const done = (detail: string) => {
+        if (status === "0" && t1 > 0) resolve((t1 - t0) * 1000);
+        else reject(new Error(`latency call ${i} of ${task.calls} did not end OK with its one message: ${detail}`));
+      };
+      if (session === undefined) {
+        const r = http.request(
+          {
+            host: "127.0.0.1",
+            port: task.port,
+            method: "POST",
+            path: GRPC_PATH,
+            agent,
+            headers: { "content-type": "application/connect+proto" },
+          },
+          (res) => {
+            res.on("data", read);
+            res.on("end", () => done(`status ${status ?? "missing"}`));
+          },
+        );
+        r.on("error", reject);
+        r.end(body);
+        return;
+      }
+      const stream = session.request(
+        protocol === "grpc"
+          ? grpcHeaders()
+          : { ":method": "POST", ":path": GRPC_PATH, "content-type": "application/connect+proto" },
+      );
       stream.on("data", read);
       stream.on("trailers", (h) => {
         status = String(h["grpc-status"]);
       });
       stream.on("error", reject);
-      stream.on("close", () => {
-        if (status === "0" && t1 > 0) resolve((t1 - t0) * 1000);
-        else {
-          const got = `grpc-status ${status ?? "missing"}, RST code ${stream.rstCode}, ${t1 > 0 ? "after" : "before"} the message`;
-          reject(new Error(`latency call ${i} of ${task.calls} did not end OK with its one message: ${got}`));
-        }
-      });
+      stream.on("close", () => done(`status ${status ?? "missing"}, RST code ${stream.rstCode}`));
       stream.end(body);
     });
+  for (let i = -task.warmup; i < task.calls; i++) {
+    const us = await call(i);
     if (i >= 0) samples[i] = us;
   }
-  session.close();
+  session?.close();
+  agent.destroy();
   samples.sort();
   return { p50Us: percentile(samples, 50), p99Us: percentile(samples, 99), calls: task.calls };
 }

@@ -11,7 +11,7 @@ import { options as serverOptions } from "../src/config/config.js";
 import { roads as fairnessRoads, type Road } from "../test/support/fast-readers.js";
 import { GOOD_INTERVAL_MS, measureFairness } from "./fairness.js";
 import { runH2load } from "./h2load.js";
-import type { ClientTask, Protocol } from "./load-client.js";
+import type { ClientTask, FleetProtocol, Protocol } from "./load-client.js";
 import { LOAD_CORE, pinning, runLoad, type ServerProcess, startServer } from "./processes.js";
 import { type FigureSpec, type RowSpec, type Samples, summarize, table } from "./report.js";
 import { encodeRequest, encodeResponseFrame, envelope, maxFrameSize } from "./wire.js";
@@ -211,6 +211,8 @@ const floodFigures: FigureSpec[] = [
   { key: "connectH2_100", title: "Connect h2, 100", unit: msgs, better: "higher", digits: 0 },
   { key: "connectH1_1", title: "Connect HTTP/1.1, 1", unit: msgs, better: "higher", digits: 0 },
   { key: "connectH1_100", title: "Connect HTTP/1.1, 100", unit: msgs, better: "higher", digits: 0 },
+  { key: "grpcWebH1_1", title: "gRPC-Web HTTP/1.1, 1", unit: msgs, better: "higher", digits: 0 },
+  { key: "grpcWebH1_100", title: "gRPC-Web HTTP/1.1, 100", unit: msgs, better: "higher", digits: 0 },
   { key: "ndjson1", title: "NDJSON h2, 1", unit: msgs, better: "higher", digits: 0 },
   { key: "ndjson100", title: "NDJSON h2, 100", unit: msgs, better: "higher", digits: 0 },
 ];
@@ -220,9 +222,51 @@ const latencyFigures: FigureSpec[] = [
   { key: "fanoutDelivered", title: "fan-out delivered", unit: msgs, better: "higher", digits: 0 },
   { key: "fanoutP99Late", title: "fan-out p99 lateness", unit: "ms", better: "lower", digits: 1 },
   { key: "fanoutCpu", title: "fan-out server CPU", unit: "% of a core", better: "lower", digits: 0 },
+  { key: "fanoutCpuPerMsg", title: "fan-out server CPU per message", unit: "µs", better: "lower", digits: 1 },
   { key: "idleKiB", title: "idle memory per stream", unit: "KiB", better: "lower", digits: 1 },
   { key: "idleCpu", title: "idle server CPU", unit: "% of a core", better: "lower", digits: 1 },
 ];
+
+/** Figure 8: what one stream costs on each protocol our server speaks; a connection per stream over HTTP/1.1. */
+const idleProtocols: FleetProtocol[] = ["grpc", "connect-h2", "connect-h1", "grpc-web-h1", "ndjson-h1", "sse-h1"];
+const protocolTitles: Record<string, string> = {
+  grpc: "gRPC (h2)",
+  "connect-h2": "Connect h2",
+  "connect-h1": "Connect HTTP/1.1",
+  "grpc-web-h1": "gRPC-Web HTTP/1.1",
+  "ndjson-h1": "NDJSON HTTP/1.1",
+  "sse-h1": "SSE HTTP/1.1",
+};
+/** Figure 2 per protocol: the first message over gRPC and over Connect on both HTTP versions. */
+const latencyProtocols: Protocol[] = ["grpc", "connect-h2", "connect-h1"];
+
+/** Figures 2 and 8 as tables: a line per protocol of ours, then grpc-js and raw (gRPC only). */
+function protocolTable(
+  columns: Array<[key: (p: string) => string, title: string, digits: number]>,
+  protocols: readonly string[],
+  summary: ReturnType<typeof summarize>,
+  baseline: string,
+): string {
+  const value = (row: string, key: string) => summary[row]?.[key]?.median;
+  const head = `| server, protocol | ${columns.map(([, t]) => t).join(" | ")} |`;
+  const rule = `|---|${columns.map(() => "---:").join("|")}|`;
+  const line = (row: string, title: string, p: string) => {
+    const cells = columns.map(([key, , digits]) => {
+      const v = value(row, key(p));
+      const base = value("ours", key(baseline));
+      if (v === undefined) return "n/a";
+      const r = base === undefined || base === 0 ? "" : ` (${(v / base).toFixed(2)}x)`;
+      return `${v.toFixed(digits)}${r}`;
+    });
+    return `| ${title} | ${cells.join(" | ")} |`;
+  };
+  const lines = protocols.map((p) => line("ours", `ours, ${protocolTitles[p] ?? p}`, p));
+  lines.push(line("grpcjs", "plain @grpc/grpc-js, gRPC", baseline));
+  lines.push(line("raw", "raw node:http2, gRPC (ceiling)", baseline));
+  return [head, rule, ...lines].join("\n");
+}
+const idleKey = (what: "KiB" | "Cpu") => (p: string) => (p === "grpc" ? `idle${what}` : `idle${what}_${p}`);
+const firstKey = (what: "P50" | "P99") => (p: string) => (p === "grpc" ? `first${what}` : `first${what}_${p}`);
 
 /** Figure 6 runs on our server only; with --fast-path off only gRPC takes another road. */
 function fairnessRoadsFor(row: Row): readonly Road[] {
@@ -292,7 +336,7 @@ interface Flood {
   streams: number;
   limit: number;
   http1: boolean;
-  kind: "grpc" | "connect" | "ndjson";
+  kind: "grpc" | "connect" | "grpc-web" | "ndjson";
 }
 
 function floodsFor(row: Row, ndjson: boolean): Flood[] {
@@ -301,7 +345,10 @@ function floodsFor(row: Row, ndjson: boolean): Flood[] {
     { key: `${key}100`, streams: 100, limit: sizes.flood100Limit, http1, kind },
   ];
   const list = [...two("grpc", "grpc", false)];
-  if (row.connect) list.push(...two("connectH2_", "connect", false), ...two("connectH1_", "connect", true));
+  if (row.connect) {
+    list.push(...two("connectH2_", "connect", false), ...two("connectH1_", "connect", true));
+    list.push(...two("grpcWebH1_", "grpc-web", true));
+  }
   if (row.connect && ndjson) list.push(...two("ndjson", "ndjson", false));
   return list;
 }
@@ -328,7 +375,9 @@ async function flood(server: ServerProcess, f: Flood, ndjsonBytes: Map<number, n
       bodyFile: bodyFile(f.kind, f.limit),
       headers: grpc
         ? { "content-type": "application/grpc", te: "trailers" }
-        : { "content-type": "application/connect+proto" },
+        : f.kind === "grpc-web"
+          ? { "content-type": "application/grpc-web+proto" }
+          : { "content-type": "application/connect+proto" },
     });
     bounds = bytesPerStream(f.limit);
     // Connect ends a stream with a JSON end-of-stream envelope in the body: "{}" or metadata, never kilobytes.
@@ -447,6 +496,16 @@ for (let run = 1; run <= sizes.runs; run++) {
       record(row.key, "firstP50", lat.p50Us);
       record(row.key, "firstP99", lat.p99Us);
       log(`  first message: p50 ${fmt(lat.p50Us)} µs, p99 ${fmt(lat.p99Us)} µs`);
+      if (row.key !== "ours") return;
+      for (const protocol of latencyProtocols.filter((p) => p !== "grpc")) {
+        const l = await loadClient<{ p50Us: number; p99Us: number }>(
+          { mode: "latency", port: server.port, calls: sizes.latencyCalls, warmup: sizes.latencyWarmup, protocol },
+          sizes.timeoutMs,
+        );
+        record(row.key, firstKey("P50")(protocol), l.p50Us);
+        record(row.key, firstKey("P99")(protocol), l.p99Us);
+        log(`  first message over ${protocol}: p50 ${fmt(l.p50Us)} µs, p99 ${fmt(l.p99Us)} µs`);
+      }
     });
     if (!row.full) continue;
     // Fan-out and idle each get a fresh process, so neither inherits the other's heap.
@@ -476,45 +535,53 @@ for (let run = 1; run <= sizes.runs; run++) {
       record(row.key, "fanoutDelivered", r.deliveredPerSec);
       record(row.key, "fanoutP99Late", r.p99LatenessMs);
       record(row.key, "fanoutCpu", r.cpuPct);
+      // What a delivered message costs the server, whatever the machine let it deliver.
+      record(row.key, "fanoutCpuPerMsg", (r.cpuPct / 100 / r.deliveredPerSec) * 1e6);
       record(row.key, "fanoutClientCpu", r.clientCpuPct);
       log(
         `  fan-out ${sizes.fanoutStreams} x ${FANOUT_INTERVAL_MS} ms: ${fmt(r.deliveredPerSec)} msg/s, p99 late ${fmt(r.p99LatenessMs)} ms, CPU ${fmt(r.cpuPct)}% (client ${fmt(r.clientCpuPct)}%)`,
       );
     });
-    await withServer(row, "idle", async (server) => {
-      const r = await loadClient<{
-        started: number;
-        perStreamKiB: number;
-        cpuPct: number;
-        deliveredPerSec: number;
-        expectedPerSec: number;
-        errors: number;
-      }>(
-        {
-          mode: "idle",
-          port: server.port,
-          pid: server.pid,
-          streams: sizes.idleStreams,
-          perConnection: STREAMS_PER_CONNECTION,
-          intervalMs: IDLE_INTERVAL_MS,
-          settleMs: sizes.idleSettleMs,
-          windowMs: sizes.idleWindowMs,
-        },
-        sizes.idleSettleMs + sizes.idleWindowMs + 90_000,
-      );
-      if (r.started !== sizes.idleStreams || r.errors > 0) {
-        throw new Error(`idle: ${r.started} of ${sizes.idleStreams} streams started, ${r.errors} failed`);
-      }
-      // An idle stream that does not send on time is a broken stream, not a slow one.
-      if (Math.abs(r.deliveredPerSec - r.expectedPerSec) > r.expectedPerSec * 0.25) {
-        throw new Error(`idle: ${fmt(r.deliveredPerSec)} msg/s delivered, expected ${fmt(r.expectedPerSec)}`);
-      }
-      record(row.key, "idleKiB", r.perStreamKiB);
-      record(row.key, "idleCpu", r.cpuPct);
-      log(
-        `  idle ${sizes.idleStreams} x ${IDLE_INTERVAL_MS} ms: ${fmt(r.perStreamKiB)} KiB/stream, CPU ${fmt(r.cpuPct)}%`,
-      );
-    });
+    // Figure 4 over gRPC for every server; figure 8 over every other protocol of ours, each on a fresh process.
+    for (const protocol of row.key === "ours" ? idleProtocols : (["grpc"] as const)) {
+      await withServer(row, `idle ${protocol}`, async (server) => {
+        const r = await loadClient<{
+          started: number;
+          perStreamKiB: number;
+          cpuPct: number;
+          deliveredPerSec: number;
+          expectedPerSec: number;
+          errors: number;
+        }>(
+          {
+            mode: "idle",
+            port: server.port,
+            pid: server.pid,
+            protocol,
+            streams: sizes.idleStreams,
+            perConnection: STREAMS_PER_CONNECTION,
+            intervalMs: IDLE_INTERVAL_MS,
+            settleMs: sizes.idleSettleMs,
+            windowMs: sizes.idleWindowMs,
+          },
+          sizes.idleSettleMs + sizes.idleWindowMs + 90_000,
+        );
+        if (r.started !== sizes.idleStreams || r.errors > 0) {
+          throw new Error(`idle ${protocol}: ${r.started} of ${sizes.idleStreams} streams started, ${r.errors} failed`);
+        }
+        // An idle stream that does not send on time is a broken stream, not a slow one.
+        if (Math.abs(r.deliveredPerSec - r.expectedPerSec) > r.expectedPerSec * 0.25) {
+          throw new Error(
+            `idle ${protocol}: ${fmt(r.deliveredPerSec)} msg/s delivered, expected ${fmt(r.expectedPerSec)}`,
+          );
+        }
+        record(row.key, idleKey("KiB")(protocol), r.perStreamKiB);
+        record(row.key, idleKey("Cpu")(protocol), r.cpuPct);
+        log(
+          `  idle ${protocol} ${sizes.idleStreams} x ${IDLE_INTERVAL_MS} ms: ${fmt(r.perStreamKiB)} KiB/stream, CPU ${fmt(r.cpuPct)}%`,
+        );
+      });
+    }
     const fairRoads = fairnessRoadsFor(row);
     if (fairRoads.length === 0) continue;
     await withServer(row, "fairness", async (server) => {
@@ -590,6 +657,32 @@ const md = [
   `**2-4. First message** (${sizes.latencyCalls} sequential calls, one connection) · **fan-out** (${sizes.fanoutStreams} streams at ${FANOUT_INTERVAL_MS} ms = ${(sizes.fanoutStreams * 1000) / FANOUT_INTERVAL_MS} msg/s offered, ${sizes.fanoutWindowMs / 1000} s window) · **idle** (${sizes.idleStreams} streams at ${IDLE_INTERVAL_MS / 1000} s, ${STREAMS_PER_CONNECTION} per connection)`,
   "",
   table(mainRows, latencyFigures, summary),
+  "",
+  `to the raw node:http2 ceiling: flood ${floodRatios("ours", "raw")} · fan-out delivered ${ratio(summary.ours?.fanoutDelivered?.median, summary.raw?.fanoutDelivered?.median)}, p99 lateness ${ratio(summary.ours?.fanoutP99Late?.median, summary.raw?.fanoutP99Late?.median)}, CPU per message ${ratio(summary.ours?.fanoutCpuPerMsg?.median, summary.raw?.fanoutCpuPerMsg?.median)} · first message p50 ${ratio(summary.ours?.firstP50?.median, summary.raw?.firstP50?.median)}, p99 ${ratio(summary.ours?.firstP99?.median, summary.raw?.firstP99?.median)}`,
+  "",
+  `**2, per protocol. First message** (the same calls; ratios to ours over gRPC)`,
+  "",
+  protocolTable(
+    [
+      [firstKey("P50"), "first message p50, µs ↓", 0],
+      [firstKey("P99"), "first message p99, µs ↓", 0],
+    ],
+    latencyProtocols,
+    summary,
+    "grpc",
+  ),
+  "",
+  `**8. Idle, per protocol** (${sizes.idleStreams} streams at ${IDLE_INTERVAL_MS / 1000} s; HTTP/2: ${STREAMS_PER_CONNECTION} per connection; HTTP/1.1: a connection per stream, as a browser without HTTP/2 opens them; ratios to ours over gRPC)`,
+  "",
+  protocolTable(
+    [
+      [idleKey("KiB"), "memory per stream, KiB ↓", 1],
+      [idleKey("Cpu"), "server CPU, % of a core ↓", 1],
+    ],
+    idleProtocols,
+    summary,
+    "grpc",
+  ),
   "",
   "**5. Cost of logging and metrics** (figure 1 over gRPC, ours with defaults vs. switched off; logs are pino's JSON lines on stdout, read and dropped)",
   "",
