@@ -4,25 +4,37 @@ import { createServer } from "./server/server.js";
 
 // The entry point: configuration, build, listen, signals. Nothing imports it.
 
+/** A bad value or an unusable file the configuration names: say so and exit 2, before anything listens. */
+function configurationError(e: unknown): never {
+  if (!(e instanceof ConfigError)) throw e;
+  process.stderr.write(`configuration error: ${e.message}\n${configHelp().split("\n")[0]} (--help lists every flag)\n`);
+  process.exit(2);
+}
+
 const argv = process.argv.slice(2);
 if (argv.includes("--help") || argv.includes("-h")) {
   process.stdout.write(configHelp());
   process.exit(0);
 }
+
 let config: ReturnType<typeof parseConfig>;
 try {
   config = parseConfig(argv);
 } catch (e) {
-  if (!(e instanceof ConfigError)) throw e;
-  process.stderr.write(`configuration error: ${e.message}\n${configHelp().split("\n")[0]} (--help lists every flag)\n`);
-  process.exit(2);
+  configurationError(e);
 }
 
 const logger = createLogger({
   level: config.logLevel,
   format: config.logFormat === "auto" ? (process.stdout.isTTY ? "pretty" : "json") : config.logFormat,
 });
-const server = createServer(config, logger);
+let server: ReturnType<typeof createServer>;
+try {
+  // Reads the files the configuration names (--auth-token-file).
+  server = createServer(config, logger);
+} catch (e) {
+  configurationError(e);
+}
 const listener = await server.listen();
 const { address, port } = listener.address();
 const scheme = config.tlsCert ? "https" : "http";
@@ -41,3 +53,5 @@ const onSignal = (signal: NodeJS.Signals) => {
 };
 process.on("SIGINT", onSignal);
 process.on("SIGTERM", onSignal);
+// Only with a token file: otherwise SIGHUP keeps its default (the process ends), as before.
+if (config.authTokenFile !== undefined) process.on("SIGHUP", () => server.reloadTokens());

@@ -30,6 +30,7 @@ const expectedRecipes: Record<string, number> = {
   "docs/http.md": 3,
   "docs/operations.md": 5,
   "docs/performance.md": 0,
+  "docs/reliability.md": 0,
 };
 
 interface Recipe {

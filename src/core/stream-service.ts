@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { StreamResponse } from "../../gen/stream/v1/stream_pb.js";
-import { shutdownError } from "./errors.js";
+import { maxDurationError, shutdownError } from "./errors.js";
 import { greetingText, planStream, type StreamParams, type StreamPlan } from "./greeting.js";
 import { Pacer } from "./pacer.js";
 import { TurnBudget } from "./turn-budget.js";
@@ -26,7 +26,7 @@ export interface CallInfo {
 }
 
 /** Why a stream ended, as logs and metrics report it. */
-export type EndReason = "limit" | "cancelled" | "deadline" | "shutdown" | "error";
+export type EndReason = "limit" | "cancelled" | "deadline" | "shutdown" | "max_duration" | "error";
 
 export interface StreamEnd {
   reason: EndReason;
@@ -49,15 +49,24 @@ export interface StreamServiceOptions {
   defaultIntervalMs?: number;
   /** Streams open at once; past it open() fails with RESOURCE_EXHAUSTED. Default 50000. */
   maxStreams?: number;
+  /**
+   * A stream open this long ends with UNAVAILABLE (which resuming clients
+   * retry from the next counter), reported as "max_duration". Default 0: never.
+   */
+  maxDurationMs?: number;
   /** How long all streams together may run in one turn of the event loop before yielding to I/O. Default 10. */
   turnSliceMs?: number;
   /** Told of every call, in this order. Default none. */
   observers?: readonly StreamObserver[];
 }
 
+/** Why the server itself stopped a stream. */
+type StopKind = Extract<EndReason, "shutdown" | "max_duration">;
+
 interface LiveStream {
   stopReason: ConnectError | undefined;
-  stop(reason: ConnectError): void;
+  stopKind: StopKind | undefined;
+  stop(reason: ConnectError, kind: StopKind): void;
 }
 
 export class GreetingStreams {
@@ -66,6 +75,7 @@ export class GreetingStreams {
   private readonly live = new Set<LiveStream>();
   private readonly defaultIntervalMs: number;
   private readonly maxStreams: number;
+  private readonly maxDurationMs: number;
   private readonly observers: readonly StreamObserver[];
   private stopping: ConnectError | undefined;
   /** Messages yielded by every stream since start: a plain count, cheap enough for the hot loop. */
@@ -74,6 +84,7 @@ export class GreetingStreams {
   constructor(options: StreamServiceOptions = {}) {
     this.defaultIntervalMs = options.defaultIntervalMs ?? 2000;
     this.maxStreams = options.maxStreams ?? 50_000;
+    this.maxDurationMs = options.maxDurationMs ?? 0;
     this.budget = new TurnBudget(options.turnSliceMs ?? 10);
     this.observers = options.observers ?? [];
   }
@@ -86,7 +97,7 @@ export class GreetingStreams {
   /** Ends every open stream with `reason` (UNAVAILABLE "server is shutting down"), and refuses new ones. */
   stopAll(reason: ConnectError = shutdownError): void {
     this.stopping = reason;
-    for (const s of this.live) s.stop(reason);
+    for (const s of this.live) s.stop(reason, "shutdown");
   }
 
   /**
@@ -119,13 +130,24 @@ export class GreetingStreams {
     const ticket = this.pacer.ticket();
     const self: LiveStream = {
       stopReason: undefined,
-      stop(reason) {
+      stopKind: undefined,
+      stop(reason, kind) {
+        if (self.stopReason !== undefined) return;
         self.stopReason = reason;
+        self.stopKind = kind;
         ticket.cancel(reason);
       },
     };
     const started = performance.now();
     let sent = 0;
+    let next = plan.first;
+    // One timer per stream, but Node keeps timers of the same duration in one
+    // list under one libuv timer: arming and clearing are O(1), and the
+    // cut does not depend on the stream's interval or the pacer's queues.
+    const cut =
+      this.maxDurationMs > 0
+        ? setTimeout(() => self.stop(maxDurationError(this.maxDurationMs, next), "max_duration"), this.maxDurationMs)
+        : undefined;
     let reason: EndReason | undefined;
     let error: ConnectError | undefined;
     let waiting = false;
@@ -135,6 +157,7 @@ export class GreetingStreams {
     const finish = (why: EndReason) => {
       if (finished) return;
       finished = true;
+      clearTimeout(cut);
       signal.removeEventListener("abort", onAbort);
       ticket.cancel(undefined);
       this.live.delete(self);
@@ -151,7 +174,7 @@ export class GreetingStreams {
       // pulls, and a consumer may never: connect-node waits for 'drain' or
       // 'error' after a write that filled the window, and a reset HTTP/2
       // response emits neither. The client is gone: free its stream now.
-      finish(endReason(signal.reason, self.stopReason, signal, call.deadlineAt));
+      finish(endReason(signal.reason, self.stopKind, signal, call.deadlineAt));
     };
     this.live.add(self);
     signal.addEventListener("abort", onAbort);
@@ -166,6 +189,7 @@ export class GreetingStreams {
         const abortReason = self.stopReason ?? (signal.aborted ? signal.reason : undefined);
         if (abortReason !== undefined) throw abortReason;
         yield greeting(plan.name, counter);
+        next = counter + 1n;
         sent++;
         this.messagesSent++;
         if (counter === plan.last) {
@@ -186,12 +210,12 @@ export class GreetingStreams {
       }
     } catch (e) {
       error = ConnectError.from(e);
-      reason = endReason(e, self.stopReason, signal, call.deadlineAt);
+      reason = endReason(e, self.stopKind, signal, call.deadlineAt);
       throw error;
     } finally {
       // A consumer that stops pulling (client gone mid-write) ends us through return().
       finish(
-        reason ?? (signal.aborted ? endReason(signal.reason, self.stopReason, signal, call.deadlineAt) : "cancelled"),
+        reason ?? (signal.aborted ? endReason(signal.reason, self.stopKind, signal, call.deadlineAt) : "cancelled"),
       );
     }
   }
@@ -217,12 +241,12 @@ const DEADLINE_SLACK_MS = 50;
 
 function endReason(
   e: unknown,
-  stopReason: ConnectError | undefined,
+  stopKind: StopKind | undefined,
   signal: AbortSignal,
   deadlineAt: number | undefined,
 ): EndReason {
   // Once the server stops a stream, however it then ends (its own error, or sockets cut after the grace period).
-  if (stopReason !== undefined) return "shutdown";
+  if (stopKind !== undefined) return stopKind;
   const code = ConnectError.from(e).code;
   if (code === Code.DeadlineExceeded) return "deadline";
   if (signal.aborted && e === signal.reason) {

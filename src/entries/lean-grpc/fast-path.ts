@@ -5,6 +5,7 @@ import type { GreetingStreams } from "../../core/stream-service.js";
 import { discardRestOfRequest, type StreamTaker } from "../../http/h2.js";
 import type { Logger } from "../../ops/log.js";
 import { abortOnClose } from "../kit/abort-on-close.js";
+import { authenticate, type BearerTokens } from "../kit/auth.js";
 import { createCallInfo } from "../kit/call.js";
 import { pump } from "../kit/pump.js";
 import {
@@ -48,6 +49,8 @@ export interface FastPathOptions {
   readMaxBytes: number;
   /** connect's maxTimeoutMs: a larger grpc-timeout is INVALID_ARGUMENT. Default: connect's, no limit. */
   maxTimeoutMs?: number;
+  /** With tokens, a call needs one in its Authorization header, else UNAUTHENTICATED. Default none: open. */
+  tokens?: BearerTokens | undefined;
   logger: Logger;
 }
 
@@ -58,6 +61,7 @@ export function createFastPath(options: FastPathOptions): StreamTaker {
     readMaxBytes: options.readMaxBytes,
     parse: createRequestParser(options.readMaxBytes),
     maxTimeoutMs: options.maxTimeoutMs ?? defaultMaxTimeoutMs,
+    tokens: options.tokens,
   };
   return (stream, headers) => {
     if (!understood(headers)) return false;
@@ -74,6 +78,7 @@ interface Context {
   readMaxBytes: number;
   parse: (data: Uint8Array) => StreamRequest;
   maxTimeoutMs: number;
+  tokens: BearerTokens | undefined;
 }
 
 /**
@@ -130,6 +135,20 @@ async function serve(ctx: Context, stream: http2.ServerHttp2Stream, headers: htt
   };
   if (timeout.error !== undefined) return end(timeout.error);
 
+  const call = createCallInfo({
+    socket: stream.session?.socket,
+    protocol: "grpc",
+    httpVersion: "2.0",
+    requestIdHeader: single(headers["x-request-id"]),
+    timeoutMs: timeout.timeoutMs,
+  });
+  // Before the body is read, where connect-node's interceptor checks too.
+  const denied = authenticate(ctx.tokens, { authorization: single(headers.authorization) });
+  if (denied !== undefined) {
+    ctx.streams.refuse(call, "", denied.error);
+    return end(denied.error);
+  }
+
   let request: StreamRequest;
   try {
     request = await readRequest(stream, ctx);
@@ -138,13 +157,6 @@ async function serve(ctx: Context, stream: http2.ServerHttp2Stream, headers: htt
   }
   if (abort.closed) return end(undefined);
 
-  const call = createCallInfo({
-    socket: stream.session?.socket,
-    protocol: "grpc",
-    httpVersion: "2.0",
-    requestIdHeader: single(headers["x-request-id"]),
-    timeoutMs: timeout.timeoutMs,
-  });
   response["x-request-id"] = call.requestId;
   // Messages produced in one turn of the event loop (interval 0) go out in one writev.
   let corked = false;
