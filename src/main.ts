@@ -6,18 +6,24 @@ import { serviceVersion } from "./shared/version.js";
 
 // The entry point: configuration, build, listen, signals. Nothing imports it.
 
+/** A bad value or an unusable file the configuration names: say so and exit 2, before anything listens. */
+function configurationError(e: unknown): never {
+  if (!(e instanceof ConfigError)) throw e;
+  process.stderr.write(`configuration error: ${e.message}\n${configHelp().split("\n")[0]} (--help lists every flag)\n`);
+  process.exit(2);
+}
+
 const argv = process.argv.slice(2);
 if (argv.includes("--help") || argv.includes("-h")) {
   process.stdout.write(configHelp());
   process.exit(0);
 }
+
 let config: ReturnType<typeof parseConfig>;
 try {
   config = parseConfig(argv);
 } catch (e) {
-  if (!(e instanceof ConfigError)) throw e;
-  process.stderr.write(`configuration error: ${e.message}\n${configHelp().split("\n")[0]} (--help lists every flag)\n`);
-  process.exit(2);
+  configurationError(e);
 }
 
 const logger = createLogger({
@@ -34,7 +40,13 @@ try {
   process.exit(2);
 }
 if (tracing) logger.info("tracing on", { protocol: tracing.protocol });
-const server = createServer(config, logger, { tracing });
+let server: ReturnType<typeof createServer>;
+try {
+  // Reads the files the configuration names (--auth-token-file).
+  server = createServer(config, logger, { tracing });
+} catch (e) {
+  configurationError(e);
+}
 const listener = await server.listen();
 const { address, port } = listener.address();
 const scheme = config.tlsCert ? "https" : "http";
@@ -53,3 +65,5 @@ const onSignal = (signal: NodeJS.Signals) => {
 };
 process.on("SIGINT", onSignal);
 process.on("SIGTERM", onSignal);
+// Only with a token file: otherwise SIGHUP keeps its default (the process ends), as before.
+if (config.authTokenFile !== undefined) process.on("SIGHUP", () => server.reloadTokens());

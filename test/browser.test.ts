@@ -153,6 +153,48 @@ describe("the web page in headless Chromium", () => {
       await page.close();
     }
   });
+
+  it("should carry EventSource on with no gap across cuts by --max-stream-duration", { timeout: 60_000 }, async () => {
+    const cutting = await startServer({ maxStreamDurationMs: 600, corsOrigins: [otherOriginUrl] });
+    const page = await browser.newPage();
+    try {
+      await page.goto(otherOriginUrl);
+      const seen = await page.evaluate(
+        (url) =>
+          new Promise<{ ids: string[]; errors: string[] }>((resolve, reject) => {
+            const source = new EventSource(url);
+            const ids: string[] = [];
+            const errors: string[] = [];
+            source.onmessage = (e) => ids.push(e.lastEventId);
+            // The server's "error" event (a MessageEvent with data) before each cut; the browser's own
+            // error events (no data) when the response ends, after which EventSource reconnects.
+            source.addEventListener("error", (e) => {
+              if (e instanceof MessageEvent) errors.push(e.data);
+              else if (source.readyState === EventSource.CLOSED) {
+                if (ids.length === 12) resolve({ ids, errors });
+                else reject(new Error(`EventSource closed after ${ids.length} events`));
+              }
+            });
+          }),
+        `${cutting.url}/stream?name=Cut&interval=0.1s&limit=12`,
+      );
+      assert.deepEqual(
+        seen.ids,
+        Array.from({ length: 12 }, (_, i) => String(i)),
+        "every counter once, in order",
+      );
+      assert.ok(seen.errors.length >= 1, "cut at least once");
+      for (const data of seen.errors) {
+        assert.equal(JSON.parse(data).code, "unavailable");
+        assert.match(JSON.parse(data).message, /^stream reached the server's maximum duration of 600ms/);
+      }
+      const ends = cutting.logs.filter((l) => l.msg === "stream ended" && l.name === "Cut").map((l) => l.reason);
+      assert.deepEqual(ends, [...seen.errors.map(() => "max_duration"), "limit"]);
+    } finally {
+      await page.close();
+      await cutting.close();
+    }
+  });
 });
 
 async function counters(page: Page): Promise<number[]> {

@@ -10,6 +10,11 @@ describe("parseConfig()", () => {
     assert.equal(defaults.host, "0.0.0.0");
     assert.equal(defaults.defaultIntervalMs, 2000);
     assert.equal(defaults.shutdownGraceMs, 10_000);
+    assert.equal(defaults.maxConnections, 50_000);
+    assert.equal(defaults.maxStreamDurationMs, 0, "streams are not cut unless asked");
+    assert.equal(defaults.maxHeaderBytes, 16_384);
+    assert.equal(defaults.authTokenFile, undefined, "no authentication unless asked");
+    assert.equal(defaults.authMetrics, false);
   });
   it("should read flags and environment, flags first", () => {
     const c = parseConfig(["--port", "9000", "--default-interval", "500ms"], {
@@ -52,6 +57,16 @@ describe("parseConfig()", () => {
         '--cors-origin: expected an origin such as https://example.com:8443, got "https://a.example/"',
       ],
       [["--tls-key", "k.pem"], "--tls-cert and --tls-key go together"],
+      [
+        ["--tls-client-ca", "ca.pem"],
+        "--tls-client-ca needs --tls-cert and --tls-key: client certificates are asked for in the TLS handshake",
+      ],
+      [["--auth-metrics", "on"], "--auth-metrics on needs --auth-token-file"],
+      [
+        ["--max-stream-duration", "8d"],
+        '--max-stream-duration: expected a duration such as 250ms, 2s or 1m, at most 604800s, got "8d"',
+      ],
+      [["--max-header-bytes", "100"], '--max-header-bytes: expected a whole number from 1024 to 1048576, got "100"'],
     ] as const) {
       assert.throws(() => parseConfig([...args], {}), { name: "Error", message });
     }

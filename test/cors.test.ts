@@ -49,6 +49,7 @@ describe("CORS", () => {
         "grpc-timeout",
         "last-event-id",
         "x-request-id",
+        "authorization",
       ]) {
         assert.ok(allowHeaders.includes(h), `Access-Control-Allow-Headers lists ${h}`);
       }

@@ -31,6 +31,7 @@ const expectedRecipes: Record<string, number> = {
   "docs/observability.md": 1,
   "docs/operations.md": 4,
   "docs/performance.md": 0,
+  "docs/reliability.md": 0,
 };
 
 interface Recipe {

@@ -1,12 +1,16 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs } from "../src/shared/duration.js";
 import { clientCases, streamClient } from "./support/clients.js";
+import { connectRaw, Flag, FrameType, frame, requestHeaders } from "./support/h2-frames.js";
 import { requestEnvelope, streamPath } from "./support/h2-grpc.js";
-import { type ServerProc, startServerProcess, stop } from "./support/process.js";
+import { type ServerProc, startCommand, startServerProcess, stop } from "./support/process.js";
 import { eventually, settled, startServer } from "./support/server.js";
 
 describe("graceful shutdown", () => {
@@ -84,4 +88,97 @@ describe("graceful shutdown", () => {
       session.destroy();
     });
   }
+
+  describe("final status before GOAWAY", () => {
+    for (const fastPath of [true, false]) {
+      const road = fastPath ? "lean path" : "connect-node";
+
+      it(`should write gRPC's trailers and Connect's end-of-stream message, then PING, then GOAWAY once the peer answered (${road})`, async () => {
+        const srv = await startServer({ fastPath, shutdownGraceMs: 5000 });
+        const raw = await connectRaw(srv.port, { answerPings: true });
+        const open = (id: number, contentType: string) => {
+          const fields: Array<[string, string]> = [
+            [":method", "POST"],
+            [":scheme", "http"],
+            [":path", streamPath],
+            [":authority", "localhost"],
+            ["content-type", contentType],
+            ["te", "trailers"],
+          ];
+          raw.socket.write(requestHeaders(id, fields, { endStream: false }));
+          const body = requestEnvelope({ name: `s${id}`, interval: durationFromMs(20) });
+          raw.socket.write(frame(FrameType.DATA, Flag.END_STREAM, id, body));
+        };
+        open(1, "application/grpc");
+        open(3, "application/connect+proto");
+        await eventually(() => srv.server.streams.liveCount === 2, 5000, "both streams");
+        assert.equal(await srv.server.shutdown(), true);
+        await raw.closed;
+        const at = (match: (f: (typeof raw.frames)[0]) => boolean) => raw.frames.findIndex(match);
+        const goaway = at((f) => f.type === FrameType.GOAWAY);
+        const grpcTrailers = at(
+          (f) => f.type === FrameType.HEADERS && f.streamId === 1 && (f.flags & Flag.END_STREAM) !== 0,
+        );
+        const connectEnd = at(
+          (f) => f.type === FrameType.DATA && f.streamId === 3 && (f.flags & Flag.END_STREAM) !== 0,
+        );
+        const last = Math.max(grpcTrailers, connectEnd);
+        const ping = raw.frames.findIndex((f, i) => i > last && f.type === FrameType.PING);
+        assert.ok(grpcTrailers >= 0 && connectEnd >= 0, "both streams ended with their own last frame");
+        assert.ok(goaway > last, `GOAWAY at ${goaway}, trailers at ${grpcTrailers}, end-of-stream at ${connectEnd}`);
+        assert.ok(ping > last && ping < goaway, "a PING between the last frames and GOAWAY");
+        assert.equal(raw.goawayCode(), http2.constants.NGHTTP2_NO_ERROR);
+        const connectBody = Buffer.concat(
+          raw.frames.filter((f) => f.type === FrameType.DATA && f.streamId === 3).map((f) => f.payload),
+        );
+        assert.match(connectBody.toString("latin1"), /"code":"unavailable","message":"server is shutting down"/);
+      });
+    }
+
+    for (const fastPath of [true, false]) {
+      const road = fastPath ? "lean path" : "connect-node";
+      it(`should hand curl --http2-prior-knowledge the grpc-status 14 trailers on SIGTERM (${road})`, async () => {
+        const dir = mkdtempSync(join(tmpdir(), "stream-curl-"));
+        const body = join(dir, "request.bin");
+        writeFileSync(body, requestEnvelope({ name: "curl", interval: durationFromMs(20) }));
+        try {
+          // Three times: curl lost the trailers only when the GOAWAY came in the same read as them.
+          for (let round = 0; round < 3; round++) {
+            const srv = await startServerProcess(["--fast-path", fastPath ? "on" : "off", "--shutdown-grace", "5s"]);
+            const curl = startCommand("curl", [
+              "-sS",
+              "--http2-prior-knowledge",
+              "--dump-header",
+              "-",
+              "--output",
+              "/dev/null",
+              "-H",
+              "content-type: application/grpc",
+              "-H",
+              "te: trailers",
+              "--data-binary",
+              `@${body}`,
+              `${srv.url}${streamPath}`,
+            ]);
+            try {
+              await srv.waitForLine((l) => l.includes('"stream started"'));
+              srv.child.kill("SIGTERM");
+              assert.equal(await srv.exited, 0);
+              assert.equal(await curl.exited, 0, curl.stderr());
+              assert.ok(
+                curl.lines.includes("grpc-status: 14"),
+                `round ${round}, curl printed:\n${curl.lines.join("\n")}`,
+              );
+              assert.ok(curl.lines.includes("grpc-message: server%20is%20shutting%20down"));
+            } finally {
+              await stop(srv, "SIGKILL");
+              await stop(curl, "SIGKILL");
+            }
+          }
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      });
+    }
+  });
 });

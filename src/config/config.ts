@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import type { LogFormat, LogLevel } from "../ops/log.js";
-import { parseDuration } from "../shared/duration.js";
+import { parseDuration, formatDuration as showMs } from "../shared/duration.js";
 
 // Every limit, timeout and default of the server, each declared once in
 // `options`: the Config type, the parsing, `npm start -- --help` and the table
@@ -73,17 +73,6 @@ function duration(maxMs: number, { positive = false } = {}): ValueKind<number> {
     },
     show: showMs,
   };
-}
-
-function showMs(ms: number): string {
-  for (const [unit, size] of [
-    ["h", 3_600_000],
-    ["m", 60_000],
-    ["s", 1000],
-  ] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
 }
 
 function oneOf<const T extends string>(allowed: readonly T[]): ValueKind<T> {
@@ -159,6 +148,12 @@ export const options = {
     default: undefined,
     doc: "private key of --tls-cert",
   }),
+  tlsClientCa: option(optionalText("a PEM file"), {
+    flag: "tls-client-ca",
+    env: "TLS_CLIENT_CA",
+    default: undefined,
+    doc: "CA certificates; with it the TLS port requires a client certificate that one of them signed (mTLS), on every route",
+  }),
   defaultIntervalMs: option(duration(HOUR), {
     flag: "default-interval",
     env: "DEFAULT_INTERVAL",
@@ -183,6 +178,18 @@ export const options = {
     default: 50_000,
     doc: "streams open at once over all clients; past it RESOURCE_EXHAUSTED",
   }),
+  maxConnections: option(wholeNumber(1, 10_000_000), {
+    flag: "max-connections",
+    env: "MAX_CONNECTIONS",
+    default: 50_000,
+    doc: "TCP connections open at once; past it a new one is closed at once (lowered to fit the open files limit)",
+  }),
+  maxStreamDurationMs: option(duration(7 * 24 * HOUR), {
+    flag: "max-stream-duration",
+    env: "MAX_STREAM_DURATION",
+    default: 0,
+    doc: "a stream open this long ends with UNAVAILABLE, which resuming clients retry from the next counter; 0s never",
+  }),
   maxConcurrentStreams: option(wholeNumber(1, 1 << 20), {
     flag: "max-concurrent-streams",
     env: "MAX_CONCURRENT_STREAMS",
@@ -194,6 +201,12 @@ export const options = {
     env: "HTTP2_SESSION_MEMORY",
     default: 32,
     doc: "MiB of buffered data per HTTP/2 connection before Node refuses new streams",
+  }),
+  maxHeaderBytes: option(wholeNumber(1024, 1 << 20), {
+    flag: "max-header-bytes",
+    env: "MAX_HEADER_BYTES",
+    default: 16_384,
+    doc: "largest request head: HTTP/1.1 request line and headers (past it 431), HTTP/2 header list (SETTINGS_MAX_HEADER_LIST_SIZE; past it the stream is reset)",
   }),
   headersTimeoutMs: option(duration(10 * MINUTE), {
     flag: "headers-timeout",
@@ -256,6 +269,18 @@ export const options = {
     repeatable: true,
     doc: "browser origins allowed to call the RPC and GET /stream",
   }),
+  authTokenFile: option(optionalText("a file, one token a line"), {
+    flag: "auth-token-file",
+    env: "AUTH_TOKEN_FILE",
+    default: undefined,
+    doc: "every RPC but health, and GET /stream, need Authorization: Bearer and one of these tokens; reread on SIGHUP",
+  }),
+  authMetrics: option(onOff, {
+    flag: "auth-metrics",
+    env: "AUTH_METRICS",
+    default: false,
+    doc: "GET /metrics needs a token too (with --auth-token-file)",
+  }),
   heartbeatMs: option(duration(HOUR, { positive: true }), {
     flag: "heartbeat",
     env: "HEARTBEAT",
@@ -304,6 +329,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   const c = config as Config;
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
     throw new ConfigError("--tls-cert and --tls-key go together");
+  }
+  if (c.tlsClientCa !== undefined && c.tlsCert === undefined) {
+    throw new ConfigError(
+      "--tls-client-ca needs --tls-cert and --tls-key: client certificates are asked for in the TLS handshake",
+    );
+  }
+  if (c.authMetrics && c.authTokenFile === undefined) {
+    throw new ConfigError("--auth-metrics on needs --auth-token-file");
   }
   return c;
 }

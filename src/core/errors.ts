@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { formatDuration } from "../shared/duration.js";
 
 // The errors every road shares, and the one spelling of a code that logs,
 // metrics and JSON bodies use: the wire's ("invalid_argument"), as the
@@ -7,6 +8,19 @@ import { codeToString } from "@connectrpc/connect/protocol-connect";
 
 /** What every open stream ends with when the server stops, and what a new one gets while it stops. */
 export const shutdownError = new ConnectError("server is shutting down", Code.Unavailable);
+
+/**
+ * What a stream gets when it has been open --max-stream-duration: UNAVAILABLE,
+ * which the resuming clients (src/client/resume.ts, EventSource) already
+ * retry, with what a hand-made client needs to go on. No ":" or ";" in it:
+ * grpc-js would show them percent-encoded.
+ */
+export function maxDurationError(maxMs: number, next: bigint): ConnectError {
+  return new ConnectError(
+    `stream reached the server's maximum duration of ${formatDuration(maxMs)} (resume with start_at ${next})`,
+    Code.Unavailable,
+  );
+}
 
 export function invalidArgument(message: string): ConnectError {
   return new ConnectError(message, Code.InvalidArgument);

@@ -68,6 +68,7 @@ export class GreetingStream implements Waiter, Deferred {
   private readonly started: number;
   private state: State = "new";
   private stopReason: EndReason | undefined;
+  private cutTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly owner: StreamOwner,
@@ -85,6 +86,16 @@ export class GreetingStream implements Waiter, Deferred {
   /** True once the stream ended, however it ended. */
   get done(): boolean {
     return this.state === "done";
+  }
+
+  /**
+   * Ends the stream `ms` from now, for a reason of the server's own: `error`
+   * gets the counter of the next message, so its text can say where to
+   * resume. One timer per stream, but Node keeps timers of one duration in one
+   * list under one libuv timer: arming and clearing cost O(1).
+   */
+  stopAfter(ms: number, error: (next: bigint) => ConnectError): void {
+    this.cutTimer = setTimeout(() => this.stop(error(this.counter), "max_duration"), ms);
   }
 
   /** Writes the first message at once (response headers leave with it), and goes on from there. */
@@ -199,6 +210,7 @@ export class GreetingStream implements Waiter, Deferred {
   private finish(reason: EndReason, error: ConnectError | undefined): void {
     const was = this.state;
     this.state = "done";
+    clearTimeout(this.cutTimer);
     if (was === "waiting") this.owner.pacer.cancel(this);
     const end: StreamEnd = {
       reason: this.stopReason ?? reason,

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { StreamResponse } from "../../gen/stream/v1/stream_pb.js";
-import { shutdownError } from "./errors.js";
+import { maxDurationError, shutdownError } from "./errors.js";
 import { greetingText, planStream, type StreamParams, type StreamPlan } from "./greeting.js";
 import { type GreetingSink, GreetingStream, type StreamOwner } from "./greeting-stream.js";
 import { Pacer } from "./pacer.js";
@@ -36,7 +36,7 @@ export interface CallInfo {
 }
 
 /** Why a stream ended, as logs and metrics report it. */
-export type EndReason = "limit" | "cancelled" | "deadline" | "shutdown" | "error";
+export type EndReason = "limit" | "cancelled" | "deadline" | "shutdown" | "max_duration" | "error";
 
 export interface StreamEnd {
   reason: EndReason;
@@ -59,6 +59,11 @@ export interface StreamServiceOptions {
   defaultIntervalMs?: number;
   /** Streams open at once; past it a call fails with RESOURCE_EXHAUSTED. Default 50000. */
   maxStreams?: number;
+  /**
+   * A stream open this long ends with UNAVAILABLE (which resuming clients
+   * retry from the next counter), reported as "max_duration". Default 0: never.
+   */
+  maxDurationMs?: number;
   /** How long all streams together may run in one turn of the event loop before yielding to I/O. Default 10. */
   turnSliceMs?: number;
   /** Told of every call, in this order. Default none. */
@@ -73,6 +78,7 @@ export class GreetingStreams implements StreamOwner {
   private readonly live = new Set<GreetingStream>();
   private readonly defaultIntervalMs: number;
   private readonly maxStreams: number;
+  private readonly maxDurationMs: number;
   private readonly observers: readonly StreamObserver[];
   private stopping: ConnectError | undefined;
   /** Messages sent by every stream since start: a plain count, cheap enough for the hot loop. */
@@ -81,6 +87,7 @@ export class GreetingStreams implements StreamOwner {
   constructor(options: StreamServiceOptions = {}) {
     this.defaultIntervalMs = options.defaultIntervalMs ?? 2000;
     this.maxStreams = options.maxStreams ?? 50_000;
+    this.maxDurationMs = options.maxDurationMs ?? 0;
     this.budget = new TurnBudget(options.turnSliceMs ?? 10);
     this.pacer = new Pacer(this.budget);
     this.observers = options.observers ?? [];
@@ -126,6 +133,8 @@ export class GreetingStreams implements StreamOwner {
     }
     const stream = new GreetingStream(this, plan, call, sink);
     this.live.add(stream);
+    if (this.maxDurationMs > 0)
+      stream.stopAfter(this.maxDurationMs, (next) => maxDurationError(this.maxDurationMs, next));
     for (const o of this.observers) o.opened?.(call, plan.name);
     return stream;
   }

@@ -26,9 +26,13 @@ type Handler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
-/** What GET /stream adds to Connect's lists: EventSource's resume header and our request id. */
-const streamRequestHeaders = ["Last-Event-ID", "X-Request-Id"];
-const streamResponseHeaders = ["X-Request-Id"];
+/**
+ * What we add to Connect's lists: EventSource's resume header, our request
+ * id, and the bearer token (--auth-token-file) with the challenge that
+ * answers its absence.
+ */
+const streamRequestHeaders = ["Last-Event-ID", "X-Request-Id", "Authorization"];
+const streamResponseHeaders = ["X-Request-Id", "WWW-Authenticate"];
 
 export function createCorsPolicy(options: CorsOptions): CorsPolicy & { allows(origin: string): boolean } {
   const origins = new Set(options.allowedOrigins);

@@ -48,7 +48,7 @@ export class Metrics implements StreamObserver {
     });
     this.endings = new Counter({
       name: "streams_ended_total",
-      help: "Streams ended since start, by reason: limit, cancelled, deadline, shutdown, error (includes rejected requests).",
+      help: "Streams ended since start, by reason: limit, cancelled, deadline, shutdown, max_duration, error (includes rejected requests).",
       labelNames: ["reason"],
       registers,
     });

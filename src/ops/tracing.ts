@@ -174,6 +174,7 @@ function endCode(reason: EndReason, error: ConnectError | undefined): Code | 0 {
     case "deadline":
       return Code.DeadlineExceeded;
     case "shutdown":
+    case "max_duration":
       return Code.Unavailable;
     case "error":
       return error?.code ?? Code.Unknown;

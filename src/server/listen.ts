@@ -2,9 +2,11 @@ import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import type * as stream from "node:stream";
 import type { Config } from "../config/config.js";
 import { discardRestOfRequest, type StreamTaker } from "../http/h2.js";
 import type { Logger } from "../ops/log.js";
+import { connectionLimit, openFilesLimit } from "./open-files.js";
 import { guardSession, type SessionGuard } from "./session-guard.js";
 
 // One port for every client. Cleartext: HTTP/2 with prior knowledge (what gRPC
@@ -24,10 +26,14 @@ export interface Listener {
   address(): net.AddressInfo;
   /** Open HTTP/2 sessions, for GOAWAY at shutdown. */
   readonly sessions: ReadonlySet<http2.ServerHttp2Session>;
+  /** Streams of `session` not yet closed: a stream closes once its last frame (the trailers) is sent. */
+  openStreams(session: http2.ServerHttp2Session): number;
   /** Open sockets of either HTTP version. */
   readonly sockets: ReadonlySet<net.Socket>;
-  /** The HTTP/1.1 server, for closeIdleConnections() at shutdown. */
-  readonly http1: http.Server | undefined;
+  /** Closes the HTTP/1.1 connections that wait between two requests. */
+  closeIdleConnections(): void;
+  /** The connections this listener holds at most (--max-connections, lowered to fit the open files limit). */
+  readonly maxConnections: number;
   /** Stops accepting connections; open ones stay. */
   stopAccepting(): Promise<void>;
 }
@@ -39,6 +45,7 @@ export async function listen(
   takeStream?: StreamTaker,
 ): Promise<Listener> {
   const sessions = new Set<http2.ServerHttp2Session>();
+  const streamCounts = new WeakMap<http2.ServerHttp2Session, number>();
   const sockets = new Set<net.Socket>();
   const track = (socket: net.Socket) => {
     sockets.add(socket);
@@ -46,7 +53,9 @@ export async function listen(
   };
   const http2Options: http2.ServerOptions = {
     maxSessionMemory: config.http2SessionMemoryMiB,
-    settings: { maxConcurrentStreams: config.maxConcurrentStreams },
+    // Past the header list size nghttp2 resets the stream (ENHANCE_YOUR_CALM, which grpc-js reads
+    // as RESOURCE_EXHAUSTED) before it reaches any road; streamFilter below does the same until then.
+    settings: { maxConcurrentStreams: config.maxConcurrentStreams, maxHeaderListSize: config.maxHeaderBytes },
   };
   const guards = new WeakMap<http2.Http2Session, SessionGuard>();
   const suspicious = (stream: http2.ServerHttp2Stream) => {
@@ -55,6 +64,11 @@ export async function listen(
   };
   const onSession = (session: http2.ServerHttp2Session) => {
     sessions.add(session);
+    streamCounts.set(session, 0);
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      streamCounts.set(session, (streamCounts.get(session) ?? 0) + 1);
+      stream.once("close", () => streamCounts.set(session, (streamCounts.get(session) ?? 1) - 1));
+    });
     session.once("close", () => sessions.delete(session));
     // A peer's protocol error ends its session, never the process.
     session.on("error", (err) => logger.debug("http2 session error", { error: err.message }));
@@ -70,8 +84,41 @@ export async function listen(
     );
   };
 
+  // Before either HTTP/2 road: a header list past the limit is refused the
+  // same way whether or not the peer has acknowledged our SETTINGS yet
+  // (nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only from then on, so a
+  // connection's first requests would get its default of 64 KiB).
+  const streamFilter: StreamFilter = (stream, headers, rawHeaders) => {
+    if (headerListSize(rawHeaders) > config.maxHeaderBytes) {
+      logger.debug("http2 header list too large", { limit: config.maxHeaderBytes });
+      // A stream closed with an error code emits 'error': nothing to report, the peer was told.
+      stream.on("error", () => {});
+      stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      return true;
+    }
+    return takeStream?.(stream, headers) ?? false;
+  };
+
+  // HTTP/1.1's limits, the same over cleartext and TLS.
+  const http1Options = {
+    maxHeaderSize: config.maxHeaderBytes,
+    // Node's own answer to a request without Host is an empty 400; the handler answers it in JSON.
+    requireHostHeader: false,
+    headersTimeout: config.headersTimeoutMs,
+    requestTimeout: config.headersTimeoutMs * 3,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // Node checks the two timeouts above on this period (default 30 s).
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, config.headersTimeoutMs / 2)),
+  } satisfies http.ServerOptions;
+  const onClientError = (err: Error & { code?: string }, socket: stream.Duplex) => {
+    logger.debug("http1 client error", { error: err.message, code: err.code });
+    if (socket.writable) socket.end(clientErrorResponse(err.code));
+    else socket.destroy();
+  };
+
   let outer: net.Server;
-  let http1: http.Server | undefined;
+  let closeIdle: () => void;
+  let stopHttp1 = () => {};
   if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
     const secure = http2.createSecureServer(
       {
@@ -80,27 +127,30 @@ export async function listen(
         key: readFileSync(config.tlsKey),
         allowHTTP1: true,
         ALPNProtocols: ["h2", "http/1.1"],
+        // mTLS: a client without a certificate that one of these CAs signed fails the handshake.
+        ...(config.tlsClientCa === undefined
+          ? {}
+          : { ca: readFileSync(config.tlsClientCa), requestCert: true, rejectUnauthorized: true }),
+        // A TLS handshake that does not finish is cut like a request head that does not come.
+        handshakeTimeout: config.headersTimeoutMs,
       },
       endUnreadRequests(handler),
     );
-    divertStreams(secure, takeStream, suspicious);
+    // allowHTTP1 serves HTTP/1.1 with node:http's connection listener, which
+    // reads these from the server object (Node sets its own defaults on it:
+    // 60 s, 300 s): give them ours, before 'listening' starts the checks.
+    Object.assign(secure, http1Options);
+    divertStreams(secure, streamFilter, suspicious);
     secure.on("session", onSession);
     secure.on("secureConnection", track);
+    secure.on("clientError", onClientError);
     secure.on("tlsClientError", (err) => logger.debug("tls client error", { error: err.message }));
     outer = secure;
+    // At runtime since Node 18.19 (HTTP/1.1 connections only), not yet in @types/node 20.
+    const withIdle = secure as unknown as { closeIdleConnections?: () => void };
+    closeIdle = () => withIdle.closeIdleConnections?.();
   } else {
-    const h1 = http.createServer(
-      {
-        headersTimeout: config.headersTimeoutMs,
-        requestTimeout: config.headersTimeoutMs * 3,
-        keepAliveTimeout: config.keepAliveTimeoutMs,
-        // Node checks the two timeouts above on this period (default 30 s).
-        connectionsCheckingInterval: Math.min(1000, Math.max(50, config.headersTimeoutMs / 2)),
-        // Node's own answer to a request without Host is an empty 400; the handler answers it in JSON.
-        requireHostHeader: false,
-      },
-      handler,
-    );
+    const h1 = http.createServer(http1Options, handler);
     // Node's own answer to an Expect it does not know is an empty 417.
     h1.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) => {
       const body = JSON.stringify({
@@ -111,24 +161,40 @@ export async function listen(
       res.end(body);
     });
     const h2 = http2.createServer(http2Options, endUnreadRequests(handler));
-    divertStreams(h2, takeStream, suspicious);
+    divertStreams(h2, streamFilter, suspicious);
     h2.on("session", onSession);
-    h1.on("clientError", (err: Error & { code?: string }, socket: net.Socket) => {
-      logger.debug("http1 client error", { error: err.message, code: err.code });
-      if (socket.writable) socket.end(clientErrorResponse(err.code));
-      else socket.destroy();
-    });
+    h1.on("clientError", onClientError);
     // h1 never listens itself (it gets sockets from the sniffer), but Node only
     // starts tracking connections, the headers/request timeouts and
     // closeIdleConnections() on 'listening': start them by hand.
     h1.emit("listening");
-    http1 = h1;
+    closeIdle = () => h1.closeIdleConnections();
+    // Stops node:http's connection-checking timer, which a server that never listened itself keeps;
+    // the callback takes the "not running" error such a server reports.
+    stopHttp1 = () => h1.close(() => {});
+    // One net.Server takes every connection of either version, so
+    // maxConnections below counts them all.
     outer = net.createServer((socket) => {
       track(socket);
       sniff(socket, config.headersTimeoutMs, (isHttp2) => (isHttp2 ? h2 : h1).emit("connection", socket));
     });
   }
   outer.on("error", (err) => logger.error("listener error", { error: err.message }));
+
+  // Past the limit Node closes a new connection as soon as it is accepted,
+  // before it costs more than the accept: better a refused client than
+  // EMFILE, which would fail every accept, and the files /healthz reads.
+  const openFiles = openFilesLimit();
+  const maxConnections = connectionLimit(config.maxConnections, openFiles);
+  outer.maxConnections = maxConnections;
+  if (maxConnections < config.maxConnections) {
+    logger.info("max connections lowered to fit the open files limit", {
+      max_connections: maxConnections,
+      configured: config.maxConnections,
+      open_files_limit: openFiles,
+    });
+  }
+  outer.on("drop", throttledDropLog(logger, maxConnections));
 
   await new Promise<void>((resolve, reject) => {
     outer.once("error", reject);
@@ -141,9 +207,37 @@ export async function listen(
   return {
     address: () => outer.address() as net.AddressInfo,
     sessions,
+    openStreams: (session) => streamCounts.get(session) ?? 0,
     sockets,
-    http1,
-    stopAccepting: () => new Promise((resolve) => outer.close(() => resolve())),
+    closeIdleConnections: () => closeIdle(),
+    maxConnections,
+    stopAccepting: () =>
+      new Promise((resolve) =>
+        outer.close(() => {
+          stopHttp1();
+          resolve();
+        }),
+      ),
+  };
+}
+
+/**
+ * One warning when connections start being refused, then at most one every
+ * 10 s with how many: a flood must not become a flood of log lines.
+ */
+function throttledDropLog(logger: Logger, limit: number): () => void {
+  let dropped = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const report = () => {
+    timer = undefined;
+    if (dropped === 0) return;
+    logger.warn("connections refused: --max-connections reached", { refused: dropped, max_connections: limit });
+    dropped = 0;
+    timer = setTimeout(report, 10_000).unref();
+  };
+  return () => {
+    dropped++;
+    if (timer === undefined) report();
   };
 }
 
@@ -179,6 +273,13 @@ function endUnreadRequests(handler: RequestHandler): RequestHandler {
   };
 }
 
+/** A StreamTaker that also sees the raw header list. */
+type StreamFilter = (
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  rawHeaders: readonly string[],
+) => boolean;
+
 /**
  * Puts `take` in front of Node's compat layer. A server created with a request
  * listener gets one 'stream' listener from Node (setupCompat binds compat's
@@ -197,7 +298,7 @@ function endUnreadRequests(handler: RequestHandler): RequestHandler {
  */
 function divertStreams(
   server: http2.Http2Server | http2.Http2SecureServer,
-  take: StreamTaker | undefined,
+  take: StreamFilter,
   suspicious: (stream: http2.ServerHttp2Stream) => boolean,
 ): void {
   type OnStream = (
@@ -213,7 +314,7 @@ function divertStreams(
   }
   server.removeListener("stream", toCompat);
   const dispatch: OnStream = (stream, headers, flags, rawHeaders) => {
-    if (take?.(stream, headers) !== true) toCompat.call(server, stream, headers, flags, rawHeaders);
+    if (!take(stream, headers, rawHeaders)) toCompat.call(server, stream, headers, flags, rawHeaders);
   };
   const onStream: OnStream = (stream, headers, flags, rawHeaders) => {
     if (!suspicious(stream)) return dispatch(stream, headers, flags, rawHeaders);
@@ -222,6 +323,13 @@ function divertStreams(
     });
   };
   server.on("stream", onStream);
+}
+
+/** RFC 9113 section 6.5.2's size of a header list: each field's name and value, plus 32. */
+function headerListSize(rawHeaders: readonly string[]): number {
+  let size = 0;
+  for (const field of rawHeaders) size += field.length;
+  return size + 16 * rawHeaders.length;
 }
 
 /**

@@ -1,14 +1,16 @@
 import type * as http from "node:http";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { file_stream_v1_stream, StreamService } from "../../gen/stream/v1/stream_pb.js";
 import type { Config } from "../config/config.js";
 import { shutdownError } from "../core/errors.js";
 import { GreetingStreams, type StreamObserver } from "../core/stream-service.js";
+import { createAuthInterceptor } from "../entries/connect/auth-interceptor.js";
 import { contextValues, createStreamRoutes } from "../entries/connect/stream-routes.js";
 import { createHttpStreamRoute } from "../entries/http-stream/http-stream.js";
+import { BearerTokens, requireBearer } from "../entries/kit/auth.js";
 import { createLeanRpc } from "../entries/lean-rpc/lean-rpc.js";
 import { createStaticPageRoutes } from "../entries/static-page/static-page.js";
 import { createCorsPolicy, withCors } from "../http/cors.js";
@@ -23,6 +25,7 @@ import { createStreamLog } from "../ops/stream-log.js";
 import { createTracingObserver, wantsLegacyRpcAttributes } from "../ops/tracing.js";
 import { type Listener, listen } from "./listen.js";
 import { shutdown } from "./shutdown.js";
+import { readTokenFile } from "./token-file.js";
 
 // Builds the whole server without binding it, so tests start it on port 0 and
 // only main.ts listens on the configured port.
@@ -35,6 +38,12 @@ export interface Server {
   listen(): Promise<Listener>;
   /** Graceful shutdown; resolves true when nothing had to be cut. */
   shutdown(): Promise<boolean>;
+  /**
+   * Reads --auth-token-file again (on SIGHUP): true when the new tokens took
+   * over; on a failure the old ones stay and a warning is logged. False when
+   * there is no token file.
+   */
+  reloadTokens(): boolean;
 }
 
 export interface ServerOptions {
@@ -42,8 +51,11 @@ export interface ServerOptions {
   tracing?: EnvTracer | undefined;
 }
 
+/** Throws a ConfigError (before anything listens) when --auth-token-file cannot be read or holds no token. */
 export function createServer(config: Config, logger: Logger, options: ServerOptions = {}): Server {
   const { tracing } = options;
+  const tokenFile = config.authTokenFile;
+  const tokens = tokenFile === undefined ? undefined : new BearerTokens(readTokenFile(tokenFile));
   // Per stream, never per message: messagesSent is read only when /metrics is scraped.
   const metrics: Metrics | undefined = config.metrics
     ? new Metrics({ messagesSent: (): number => streams.messagesSent })
@@ -58,6 +70,7 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
   const streams = new GreetingStreams({
     defaultIntervalMs: config.defaultIntervalMs,
     maxStreams: config.maxStreams,
+    maxDurationMs: config.maxStreamDurationMs,
     observers,
   });
   const health = new HealthStatus([StreamService.typeName]);
@@ -74,8 +87,14 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
   const readOnly = ["GET", "HEAD"];
   plain.add("/healthz", handleHealthz, readOnly);
   plain.add("/readyz", createReadyzHandler(health), readOnly);
-  if (metrics) plain.add("/metrics", metrics.handle, readOnly);
-  plain.add("/stream", createHttpStreamRoute({ streams, heartbeatMs: config.heartbeatMs }));
+  if (metrics) {
+    plain.add(
+      "/metrics",
+      tokens && config.authMetrics ? requireBearer(tokens, metrics.handle) : metrics.handle,
+      readOnly,
+    );
+  }
+  plain.add("/stream", createHttpStreamRoute({ streams, heartbeatMs: config.heartbeatMs, tokens }));
   for (const [path, route] of createStaticPageRoutes()) plain.add(path, route);
   const toConnect = withCors(
     connectNodeAdapter({
@@ -85,6 +104,8 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
         createReflectionRoutes(reflection, { stopping: draining.signal })(router);
       },
       contextValues,
+      // Health stays open: probes and load balancers call it without a token.
+      interceptors: tokens ? [createAuthInterceptor({ tokens, streams, openServices: [Health.typeName] })] : [],
       readMaxBytes: config.maxRequestBytes,
       fallback: plain.handle,
     }),
@@ -96,6 +117,7 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
         streams,
         readMaxBytes: config.maxRequestBytes,
         cors: createCorsPolicy({ allowedOrigins: config.corsOrigins }),
+        tokens,
         logger,
       })
     : undefined;
@@ -132,6 +154,17 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
         ...(tracing ? { flush: (timeoutMs: number) => tracing.shutdown(timeoutMs) } : {}),
       });
       return closing;
+    },
+    reloadTokens() {
+      if (tokens === undefined || tokenFile === undefined) return false;
+      try {
+        tokens.replace(readTokenFile(tokenFile));
+      } catch (e) {
+        logger.warn("auth tokens not reloaded, the old ones stay", { error: (e as Error).message });
+        return false;
+      }
+      logger.info("auth tokens reloaded", { tokens: tokens.size });
+      return true;
     },
   };
 }

@@ -1,3 +1,4 @@
+import type { ServerHttp2Session } from "node:http2";
 import type { GreetingStreams } from "../core/stream-service.js";
 import type { Logger } from "../ops/log.js";
 import type { Listener } from "./listen.js";
@@ -5,8 +6,8 @@ import type { Listener } from "./listen.js";
 // Graceful shutdown. http2Server.close() leaves open sessions alone, and an
 // HTTP/1.1 keep-alive socket outlives its last response, so we do it by hand:
 // stop accepting, end every stream with UNAVAILABLE, GOAWAY every HTTP/2
-// session, close idle HTTP/1.1 sockets, and destroy whatever is left when the
-// grace period is over.
+// session once its streams have written their final status, close idle
+// HTTP/1.1 sockets, and destroy whatever is left when the grace period is over.
 
 export interface ShutdownOptions {
   listener: Listener;
@@ -26,6 +27,13 @@ export interface ShutdownOptions {
 /** What a flush gets when the grace period is spent: the spans of the streams it cut are the ones worth having. */
 const MIN_FLUSH_MS = 1000;
 
+/**
+ * How long a session's streams get to write their final status before the
+ * session gets GOAWAY anyway. A stream that cannot write its trailers within
+ * this has a peer that does not read: the GOAWAY must not wait for it.
+ */
+const FINAL_STATUS_WAIT_MS = 1000;
+
 /** Resolves true when everything closed within the grace period, false when it had to destroy sockets. */
 export async function shutdown(options: ShutdownOptions): Promise<boolean> {
   const { listener, streams, logger, graceMs } = options;
@@ -34,20 +42,57 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
   options.onDraining?.();
   const stopped = listener.stopAccepting();
   streams.stopAll();
-  for (const session of listener.sessions) {
-    // close() sends GOAWAY and lets the open streams finish: they are ending now.
-    session.close();
-  }
+  // GOAWAY only once a session's streams have closed, that is once their
+  // final status (gRPC trailers, Connect's end-of-stream message) has gone
+  // out, and once the peer has read it: a PING goes after the last frame and
+  // GOAWAY follows its ACK. A GOAWAY first is correct HTTP/2, but curl 7.88
+  // drops the trailers of a stream when the GOAWAY comes in the same read
+  // (it closes the connection before it hands them over), and the stream
+  // looks cut. A peer that does not read gets its GOAWAY after the wait.
+  const pinged = new WeakSet<object>();
+  const goneAway = new WeakSet<object>();
+  const goaway = (session: ServerHttp2Session) => {
+    if (goneAway.has(session)) return;
+    goneAway.add(session);
+    // close() sends GOAWAY and lets the open streams finish.
+    if (!session.closed && !session.destroyed) session.close();
+  };
+  /** Moves each session on; `force` sends GOAWAY to all that still wait. True when every session had its GOAWAY. */
+  const goawayWhenRead = (force: boolean): boolean => {
+    let waiting = false;
+    for (const session of listener.sessions) {
+      if (goneAway.has(session)) continue;
+      if (force) {
+        goaway(session);
+        continue;
+      }
+      waiting = true;
+      if (pinged.has(session) || listener.openStreams(session) > 0) continue;
+      pinged.add(session);
+      try {
+        // The callback also runs (with an error) when the session goes first.
+        session.ping(() => goaway(session));
+      } catch {
+        goaway(session);
+      }
+    }
+    return !waiting;
+  };
+  const statusWaitMs = Math.min(FINAL_STATUS_WAIT_MS, graceMs / 2);
   const clean = await new Promise<boolean>((resolve) => {
+    let poll: NodeJS.Timeout | undefined;
     const check = () => {
-      listener.http1?.closeIdleConnections();
-      if (listener.sockets.size === 0) finish(true);
+      const allGoneAway = goawayWhenRead(performance.now() - started >= statusWaitMs);
+      listener.closeIdleConnections();
+      if (listener.sockets.size === 0) return finish(true);
+      // The streams end within a few turns (a rejected wait, then the road's
+      // writes): look often until every session had its GOAWAY, then now and then.
+      poll = setTimeout(check, allGoneAway ? 25 : 5);
     };
     const timer = setTimeout(() => finish(false), graceMs);
-    const poll = setInterval(check, 25);
     const finish = (ok: boolean) => {
       clearTimeout(timer);
-      clearInterval(poll);
+      clearTimeout(poll);
       resolve(ok);
     };
     check();
@@ -57,9 +102,6 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
     for (const socket of listener.sockets) socket.destroy();
     for (const session of listener.sessions) session.destroy();
   }
-  // Stops the HTTP/1.1 connection-checking timer; the callback takes the
-  // "not running" error that a server which never listened itself reports.
-  listener.http1?.close(() => {});
   await stopped;
   await options.flush?.(Math.max(graceMs - (performance.now() - started), MIN_FLUSH_MS));
   logger.info("shut down", { clean, duration_ms: Math.round(performance.now() - started) });

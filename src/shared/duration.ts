@@ -16,6 +16,18 @@ export function parseDuration(raw: string): number | undefined {
   return Number.isFinite(ms) ? ms : undefined;
 }
 
+/** The shortest way parseDuration() reads back: "1h", "90s", "250ms". */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+  ] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 export function durationFromMs(ms: number): Duration {
   const seconds = Math.floor(ms / 1000);
   return create(DurationSchema, { seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) });

@@ -25,8 +25,8 @@ const StreamClient = grpc.makeGenericClientConstructor(
   "StreamService",
 );
 
-export function grpcJsClient(port: number): grpc.Client {
-  return new StreamClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+export function grpcJsClient(port: number, credentials = grpc.credentials.createInsecure()): grpc.Client {
+  return new StreamClient(`127.0.0.1:${port}`, credentials);
 }
 
 export type StreamRequestInit = Partial<Omit<StreamRequest, "$typeName">>;
@@ -35,12 +35,13 @@ export function grpcJsStream(
   client: grpc.Client,
   request: StreamRequestInit,
   options: grpc.CallOptions = {},
+  metadata: grpc.Metadata = new grpc.Metadata(),
 ): grpc.ClientReadableStream<StreamResponse> {
   return (
     client as unknown as {
-      stream: (r: StreamRequest, o: grpc.CallOptions) => grpc.ClientReadableStream<StreamResponse>;
+      stream: (r: StreamRequest, m: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientReadableStream<StreamResponse>;
     }
-  ).stream(create(StreamRequestSchema, request), options);
+  ).stream(create(StreamRequestSchema, request), metadata, options);
 }
 
 /** Every message, then the error if the call did not end OK. */

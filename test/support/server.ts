@@ -1,5 +1,6 @@
 import { type Config, defaults } from "../../src/config/config.js";
 import { createLogger, type LogFields } from "../../src/ops/log.js";
+import type { Listener } from "../../src/server/listen.js";
 import { createServer, type Server } from "../../src/server/server.js";
 
 // A real server on 127.0.0.1 and a free port, in this process, so tests can
@@ -12,6 +13,8 @@ export interface LogLine extends LogFields {
 
 export interface TestServer {
   readonly server: Server;
+  /** Its connections and sessions. */
+  readonly listener: Listener;
   readonly port: number;
   /** http://127.0.0.1:PORT */
   readonly url: string;
@@ -37,6 +40,7 @@ export async function startServer(overrides: Partial<Config> = {}): Promise<Test
   const port = listener.address().port;
   return {
     server,
+    listener,
     port,
     url: `http://127.0.0.1:${port}`,
     logs,

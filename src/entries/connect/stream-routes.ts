@@ -11,12 +11,12 @@ import { createCallInfo } from "../kit/call.js";
 // does the protocol work; the handler hands the request to the one stream
 // implementation and returns its generator, which connect-node pulls.
 
-const kConnection = createContextKey<{ socket: CallSocket; httpVersion: string }>(
+export const kConnection = createContextKey<{ socket: CallSocket; httpVersion: string }>(
   { socket: undefined, httpVersion: "" },
   { description: "the connection a call arrived on" },
 );
 
-type CallSocket = { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined;
+export type CallSocket = { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined;
 
 /** Passed to connectNodeAdapter: what the handler needs of the Node request. */
 export function contextValues(req: http.IncomingMessage | http2.Http2ServerRequest) {

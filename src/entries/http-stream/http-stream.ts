@@ -4,10 +4,11 @@ import { clientMessage, codeName } from "../../core/errors.js";
 import type { StreamParams } from "../../core/greeting.js";
 import type { CallInfo, GreetingStream, GreetingStreams } from "../../core/stream-service.js";
 import { type NodeRequest, type NodeResponse, type PlainHandler, sendJsonError } from "../../http/plain-routes.js";
+import { authenticate, type BearerTokens, sendAuthFailure } from "../kit/auth.js";
 import { createCallInfo } from "../kit/call.js";
 import { GreetingWire } from "../kit/greeting-wire.js";
 import { joinStrings, WriteBatch } from "../kit/write-batch.js";
-import { parseQuery } from "./query.js";
+import { accessTokenParam, parseQuery, queryOf } from "./query.js";
 
 // The GET /stream road, for curl and EventSource: the query string becomes
 // the same StreamParams the RPC carries, and the messages come from the same
@@ -19,6 +20,11 @@ export interface HttpStreamOptions {
   streams: GreetingStreams;
   /** An SSE stream that wrote nothing for this long gets a ": heartbeat" comment line. Default 15000. */
   heartbeatMs?: number;
+  /**
+   * With tokens, a request needs one, in the Authorization header or as
+   * ?access_token= (EventSource cannot send headers); else 401. Default none: open.
+   */
+  tokens?: BearerTokens | undefined;
 }
 
 type Format = "ndjson" | "sse";
@@ -43,9 +49,20 @@ export function createHttpStreamRoute(options: HttpStreamOptions): PlainHandler 
       });
       return;
     }
+    const url = req.url ?? "/stream";
+    // First, so that a caller without a token learns nothing of the rest.
+    const denied = authenticate(options.tokens, {
+      authorization: header(req, "authorization"),
+      accessToken: options.tokens === undefined ? undefined : queryOf(url).get(accessTokenParam),
+    });
+    if (denied !== undefined) {
+      options.streams.refuse(call, "", denied.error);
+      sendAuthFailure(res, denied, { "x-request-id": call.requestId });
+      return;
+    }
     let request: StreamParams | undefined;
     try {
-      request = parseQuery(req.url ?? "/stream", format === "sse" ? header(req, "last-event-id") : undefined);
+      request = parseQuery(url, format === "sse" ? header(req, "last-event-id") : undefined);
     } catch (e) {
       const error = ConnectError.from(e);
       // Logged and counted like the RPC's refusals, which the generator reports.
@@ -59,16 +76,23 @@ export function createHttpStreamRoute(options: HttpStreamOptions): PlainHandler 
       res.end();
       return;
     }
-    serve(options.streams, request, call, format, heartbeatMs, res);
+    // A token may have come in the URL: keep the answer out of shared caches (RFC 6750 section 2.3).
+    const cacheControl = options.tokens === undefined ? "no-cache" : "private, no-cache";
+    serve({ streams: options.streams, heartbeatMs, cacheControl }, request, call, format, res);
   };
 }
 
+interface ServeOptions {
+  streams: GreetingStreams;
+  heartbeatMs: number;
+  cacheControl: string;
+}
+
 function serve(
-  streams: GreetingStreams,
+  { streams, heartbeatMs, cacheControl }: ServeOptions,
   request: StreamParams,
   call: CallInfo,
   format: Format,
-  heartbeatMs: number,
   res: NodeResponse,
 ): void {
   let stream: GreetingStream | undefined;
@@ -86,7 +110,7 @@ function serve(
     opened = true;
     res.writeHead(200, {
       "content-type": format === "sse" ? "text/event-stream; charset=utf-8" : "application/x-ndjson",
-      "cache-control": "no-cache",
+      "cache-control": cacheControl,
       "x-content-type-options": "nosniff",
       // nginx buffers proxied responses unless told otherwise, which would hold every message back.
       "x-accel-buffering": "no",
@@ -150,10 +174,20 @@ function encodeError(format: Format, error: ConnectError): string {
 }
 
 function sendError(res: NodeResponse, error: ConnectError, requestId: string): void {
+  const headers: Record<string, string> = { "x-request-id": requestId };
+  if (error.code === Code.ResourceExhausted) headers["retry-after"] = String(retryAfterSeconds());
   // Statuses as the Connect protocol maps codes (invalid_argument 400, resource_exhausted 429, unavailable 503).
-  sendJsonError(res, codeToHttpStatus(error.code), codeName(error.code), clientMessage(error), {
-    "x-request-id": requestId,
-  });
+  sendJsonError(res, codeToHttpStatus(error.code), codeName(error.code), clientMessage(error), headers);
+}
+
+/**
+ * Past --max-streams a slot frees only when some stream ends, and streams are
+ * long: asking again at once is wasted. 5 to 15 s, drawn per answer, so that a
+ * crowd refused together (clients that honour Retry-After, such as
+ * curl --retry) comes back spread out rather than in one wave.
+ */
+function retryAfterSeconds(): number {
+  return 5 + Math.floor(Math.random() * 11);
 }
 
 function acceptsEventStream(accept: string | undefined): boolean {

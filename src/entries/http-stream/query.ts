@@ -8,14 +8,22 @@ import { MAX_COUNTER, type StreamParams } from "../../core/greeting.js";
 // parameter's name, worded like core/greeting.ts's.
 
 const params = new Set(["name", "interval", "limit", "start_at"]);
+/** Read by the bearer check (kit/auth.ts), not by the stream: RFC 6750 section 2.3, for EventSource. */
+export const accessTokenParam = "access_token";
 const uint64 = /^\d{1,20}$/;
 
-/** Query string (and Last-Event-ID) to StreamParams; undefined when Last-Event-ID says the stream is complete. */
+/**
+ * Query string (and Last-Event-ID) to StreamParams; undefined when
+ * Last-Event-ID says the stream is complete. access_token is allowed (once)
+ * and left to the bearer check.
+ */
 export function parseQuery(url: string, lastEventId: string | undefined): StreamParams | undefined {
-  const query = new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : "");
+  const query = queryOf(url);
   const seen = new Set<string>();
   for (const key of query.keys()) {
-    if (!params.has(key)) throw invalid(`${key} is not a parameter (expected name, interval, limit or start_at)`);
+    if (!params.has(key) && key !== accessTokenParam) {
+      throw invalid(`${key} is not a parameter (expected name, interval, limit or start_at)`);
+    }
     if (seen.has(key)) throw invalid(`${key} is given more than once`);
     seen.add(key);
   }
@@ -42,6 +50,10 @@ export function parseQuery(url: string, lastEventId: string | undefined): Stream
     limit: remaining,
     startAt,
   };
+}
+
+export function queryOf(url: string): URLSearchParams {
+  return new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : "");
 }
 
 function counter(name: string, raw: string | null): bigint {

@@ -4,6 +4,7 @@ import type { CorsPolicy } from "../../http/cors.js";
 import type { StreamTaker } from "../../http/h2.js";
 import { validAuthority } from "../../http/request-guard.js";
 import type { Logger } from "../../ops/log.js";
+import type { BearerTokens } from "../kit/auth.js";
 import {
   createRequestParser,
   defaultMaxTimeoutMs,
@@ -29,6 +30,8 @@ export interface LeanRpcOptions {
   maxTimeoutMs?: number;
   /** The port's CORS policy, for browsers (their requests carry an Origin). Default none. */
   cors?: CorsPolicy;
+  /** With tokens, a call needs one in its Authorization header, else UNAUTHENTICATED. Default none: open. */
+  tokens?: BearerTokens | undefined;
   logger: Logger;
 }
 
@@ -47,6 +50,7 @@ export function createLeanRpc(options: LeanRpcOptions): LeanRpc {
     maxTimeoutMs: options.maxTimeoutMs ?? defaultMaxTimeoutMs,
     parse: (binary) => parsers[binary ? 1 : 0] as (typeof parsers)[0],
     corsHeaders: (origin) => options.cors?.responseHeaders(origin) ?? {},
+    tokens: options.tokens,
   };
   const failed = (e: unknown) =>
     options.logger.error("lean rpc failed", { error: e instanceof Error ? e.message : String(e) });

@@ -5,6 +5,7 @@ import { ConnectError } from "@connectrpc/connect";
 import type { StreamRequest } from "../../../gen/stream/v1/stream_pb.js";
 import type { GreetingStream, GreetingStreams } from "../../core/stream-service.js";
 import { discardRestOfRequest } from "../../http/h2.js";
+import { authenticate, type BearerTokens } from "../kit/auth.js";
 import { createCallInfo } from "../kit/call.js";
 import { GreetingWire } from "../kit/greeting-wire.js";
 import { joinBuffers, WriteBatch } from "../kit/write-batch.js";
@@ -61,6 +62,8 @@ export interface EngineContext {
   parse(binary: boolean): (data: Uint8Array) => StreamRequest;
   /** Headers a browser's origin gets (CORS), added to every response. */
   corsHeaders(origin: string | undefined): Record<string, string>;
+  /** With tokens, a call needs one (--auth-token-file). */
+  tokens: BearerTokens | undefined;
 }
 
 export async function serveRpc(ctx: EngineContext, x: Exchange, protocol: RpcProtocol): Promise<void> {
@@ -118,15 +121,6 @@ export async function serveRpc(ctx: EngineContext, x: Exchange, protocol: RpcPro
     }
   }
 
-  let request: StreamRequest;
-  try {
-    request = await readRequest(x, ctx, protocol);
-  } catch (e) {
-    return end(e);
-  }
-  if (finished) return;
-  if (x.closed()) return end(undefined);
-
   const call = createCallInfo({
     socket: x.socket,
     protocol: protocol.name,
@@ -136,6 +130,22 @@ export async function serveRpc(ctx: EngineContext, x: Exchange, protocol: RpcPro
     traceparent: single(headers.traceparent),
     tracestate: single(headers.tracestate),
   });
+  // Before the body is read, where connect-node's interceptor checks too.
+  const denied = authenticate(ctx.tokens, { authorization: single(headers.authorization) });
+  if (denied !== undefined) {
+    ctx.streams.refuse(call, "", denied.error);
+    return end(denied.error);
+  }
+
+  let request: StreamRequest;
+  try {
+    request = await readRequest(x, ctx, protocol);
+  } catch (e) {
+    return end(e);
+  }
+  if (finished) return;
+  if (x.closed()) return end(undefined);
+
   response["x-request-id"] = call.requestId;
   // What one turn of the event loop writes (interval 0) goes out in one writev.
   let corked = false;
