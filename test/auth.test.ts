@@ -376,7 +376,10 @@ describe("--tls-client-ca (mTLS)", () => {
     assert.equal(without.ok, false, "no certificate: the handshake fails, health included");
     const stranger = await curl("--cert", certs.strangerCert, "--key", certs.strangerKey, `${url}/healthz`);
     assert.equal(stranger.ok, false, stranger.stdout);
-    assert.match(stranger.stderr, /alert|certificate|SSL|reset/i);
+    assert.doesNotMatch(stranger.stdout, /ok/, "no answer reached a stranger");
+    // With TLS 1.3 the client finishes its side of the handshake before the server has checked its
+    // certificate: curl then reports the refusal as an alert, or as the connection cut under it.
+    assert.match(stranger.stderr, /alert|certificate|SSL|reset|not closed cleanly|connection/i);
   });
 
   it("should answer no request of an HTTP/2 client without a certificate", { timeout: 20_000 }, async () => {

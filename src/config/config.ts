@@ -166,6 +166,12 @@ export const options = {
     default: 10_000,
     doc: "time open streams and connections get to end on SIGINT/SIGTERM",
   }),
+  shutdownDelayMs: option(duration(MINUTE), {
+    flag: "shutdown-delay",
+    env: "SHUTDOWN_DELAY",
+    default: 0,
+    doc: "on SIGINT/SIGTERM, serve this long more with /readyz at 503 (and health NOT_SERVING) before closing, for load balancers that poll readiness",
+  }),
   maxRequestBytes: option(wholeNumber(64, 1 << 20), {
     flag: "max-request-bytes",
     env: "MAX_REQUEST_BYTES",

@@ -150,6 +150,7 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
         streams,
         logger,
         graceMs: config.shutdownGraceMs,
+        delayMs: config.shutdownDelayMs,
         onDraining,
         ...(tracing ? { flush: (timeoutMs: number) => tracing.shutdown(timeoutMs) } : {}),
       });

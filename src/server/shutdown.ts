@@ -15,6 +15,12 @@ export interface ShutdownOptions {
   logger: Logger;
   /** How long connections get to finish before they are destroyed. */
   graceMs: number;
+  /**
+   * How long the server goes on serving, not ready, before it closes: a load
+   * balancer that polls /readyz (or Watches health) sees it drain and stops
+   * sending new work first. Default 0: close at once.
+   */
+  delayMs?: number;
   /** Called first, before anything closes (health turns NOT_SERVING). */
   onDraining?: () => void;
   /**
@@ -37,9 +43,14 @@ const FINAL_STATUS_WAIT_MS = 1000;
 /** Resolves true when everything closed within the grace period, false when it had to destroy sockets. */
 export async function shutdown(options: ShutdownOptions): Promise<boolean> {
   const { listener, streams, logger, graceMs } = options;
-  const started = performance.now();
-  logger.info("shutting down", { live_streams: streams.liveCount, grace_ms: graceMs });
+  const began = performance.now();
+  const delayMs = options.delayMs ?? 0;
+  logger.info("shutting down", { live_streams: streams.liveCount, grace_ms: graceMs, delay_ms: delayMs });
   options.onDraining?.();
+  // Readiness has dropped; streams and new connections are still served while the delay lasts.
+  if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+  // The grace period counts from here.
+  const started = performance.now();
   const stopped = listener.stopAccepting();
   streams.stopAll();
   // GOAWAY only once a session's streams have closed, that is once their
@@ -104,6 +115,6 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
   }
   await stopped;
   await options.flush?.(Math.max(graceMs - (performance.now() - started), MIN_FLUSH_MS));
-  logger.info("shut down", { clean, duration_ms: Math.round(performance.now() - started) });
+  logger.info("shut down", { clean, duration_ms: Math.round(performance.now() - began) });
   return clean;
 }

@@ -27,6 +27,8 @@ import { percentile, sequenceProblems, summaryTable } from "../support/traces.js
 const STREAMS = 2000;
 /** The default --shutdown-grace, as in production. */
 const GRACE_MS = 10_000;
+// Served on, not ready, for this long after SIGTERM: what a load balancer that polls /readyz needs to see.
+const DELAY_MS = 1000;
 const INTERVAL_MS = 1000;
 /** Messages a stream: 30 s unbroken, so that all 2,000 are still open when the signal comes. */
 const LIMIT = 30;
@@ -47,7 +49,12 @@ describe(`SIGTERM with ${STREAMS} streams open on one server, over every protoco
   it("should turn readiness off for good, end every stream with UNAVAILABLE, exit 0 in the grace period, and resume every client on the next server", {
     timeout: 120_000,
   }, async (t) => {
-    const first = await startServerProcess(["--shutdown-grace", `${GRACE_MS / 1000}s`], 0, {}, 60_000);
+    const first = await startServerProcess(
+      ["--shutdown-grace", `${GRACE_MS / 1000}s`, "--shutdown-delay", `${DELAY_MS / 1000}s`],
+      0,
+      {},
+      60_000,
+    );
     servers.push(first);
     const endpoints = { h1: first.url, h2: first.url };
     const shared: SharedTransports = new Map();
@@ -152,7 +159,10 @@ describe(`SIGTERM with ${STREAMS} streams open on one server, over every protoco
     );
 
     assert.equal(exit, 0, "exit status 0");
-    assert.ok(exitMs < GRACE_MS + 1000, `exited ${exitMs} ms after SIGTERM, grace ${GRACE_MS} ms`);
+    assert.ok(
+      exitMs < DELAY_MS + GRACE_MS + 1000,
+      `exited ${exitMs} ms after SIGTERM, delay ${DELAY_MS} ms, grace ${GRACE_MS} ms`,
+    );
     assert.equal(shutDown?.clean, true, "nothing had to be cut when the grace period ended");
 
     const wrongEnd = firstBreaks
@@ -160,10 +170,15 @@ describe(`SIGTERM with ${STREAMS} streams open on one server, over every protoco
       .map(({ tr, b }) => `${tr.name}: ${b?.code}: ${b?.message}`);
     assert.deepEqual(wrongEnd.slice(0, 10), [], `${wrongEnd.length} streams did not end with UNAVAILABLE`);
 
-    // Readiness dropped and never came back: the Watch said NOT_SERVING before it ended, and no /readyz
-    // sent after the server began to shut down was answered 200. That it drops *before* the streams are
-    // cut cannot be seen from outside today: the listener closes in the same turn of the event loop.
+    // Readiness dropped first and never came back: during --shutdown-delay /readyz answered 503 and the
+    // Watch said NOT_SERVING while every stream still ran, and no /readyz sent after the server began
+    // to shut down was answered 200.
     assert.ok(notServing !== undefined, "the health Watch turned NOT_SERVING");
+    assert.ok(notServing.at < firstCut, "the Watch said NOT_SERVING before the first stream was cut");
+    assert.ok(
+      probes.some((p) => p.answer === 503 && p.at < firstCut),
+      "/readyz answered 503 before the first stream was cut",
+    );
     assert.equal(watchEnd?.code, Code.Unavailable, "the Watch ended with UNAVAILABLE after NOT_SERVING");
     assert.ok(sentWhileDraining.length > 0, "a /readyz probe was sent while the server shut down");
     assert.deepEqual(

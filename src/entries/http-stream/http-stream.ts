@@ -100,7 +100,10 @@ function serve(
   let opened = false;
   let heartbeat: NodeJS.Timeout | undefined;
   let draining = false;
-  const onClose = () => stream?.cancel(new ConnectError("client disconnected", Code.Canceled));
+  const onClose = () => {
+    clearInterval(heartbeat);
+    stream?.cancel(new ConnectError("client disconnected", Code.Canceled));
+  };
   const onDrain = () => {
     draining = false;
     stream?.resume();
