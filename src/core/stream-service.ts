@@ -63,6 +63,7 @@ export interface StreamServiceOptions {
 }
 
 interface LiveStream {
+  readonly call: CallInfo;
   stopReason: ConnectError | undefined;
   stop(reason: ConnectError): void;
 }
@@ -97,6 +98,21 @@ export class GreetingStreams {
   }
 
   /**
+   * Ends the open streams whose call `match` picks with `reason`, as stopAll()
+   * does, and leaves new ones alone: the streams of one connection that
+   * reached its maximum age. Returns how many it stopped.
+   */
+  stopWhere(match: (call: CallInfo) => boolean, reason: ConnectError): number {
+    let stopped = 0;
+    for (const s of this.live) {
+      if (s.stopReason !== undefined || !match(s.call)) continue;
+      s.stop(reason);
+      stopped++;
+    }
+    return stopped;
+  }
+
+  /**
    * Reports a call a road refused before it could ask for its stream (a
    * malformed query string), so that it is logged and counted like the
    * refusals open() makes.
@@ -125,6 +141,7 @@ export class GreetingStreams {
     }
     const ticket = this.pacer.ticket();
     const self: LiveStream = {
+      call,
       stopReason: undefined,
       stop(reason) {
         self.stopReason = reason;

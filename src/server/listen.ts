@@ -37,6 +37,8 @@ export async function listen(
   handler: RequestHandler,
   logger: Logger,
   takeStream?: StreamTaker,
+  /** Ends a session's open streams with a status when its --max-connection-age grace is over. */
+  endStreams?: (session: http2.ServerHttp2Session) => void,
 ): Promise<Listener> {
   const sessions = new Set<http2.ServerHttp2Session>();
   const sockets = new Set<net.Socket>();
@@ -58,6 +60,9 @@ export async function listen(
       pingIntervalMs: config.h2PingIntervalMs,
       pingTimeoutMs: config.h2PingTimeoutMs,
       maxResets: config.h2MaxResets,
+      maxAgeMs: config.maxConnectionAgeMs,
+      maxAgeGraceMs: config.maxConnectionAgeGraceMs,
+      ...(endStreams ? { endStreams } : {}),
       logger,
     });
   };

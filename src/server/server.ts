@@ -1,3 +1,4 @@
+import type * as http2 from "node:http2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -8,17 +9,19 @@ import { shutdownError } from "../core/errors.js";
 import { GreetingStreams, type StreamObserver } from "../core/stream-service.js";
 import { contextValues, createStreamRoutes } from "../entries/connect/stream-routes.js";
 import { createHttpStreamRoute } from "../entries/http-stream/http-stream.js";
+import { peerOf } from "../entries/kit/call.js";
 import { createFastPath } from "../entries/lean-grpc/fast-path.js";
 import { createStaticPageRoutes } from "../entries/static-page/static-page.js";
 import { PlainRoutes } from "../http/plain-routes.js";
 import { guardRequests } from "../http/request-guard.js";
 import { createHealthRoutes, createReadyzHandler, HealthStatus, handleHealthz } from "../ops/health.js";
 import type { Logger } from "../ops/log.js";
-import { Metrics } from "../ops/metrics.js";
+import { Metrics, type MetricsGroup } from "../ops/metrics.js";
 import type { EnvTracer } from "../ops/otel-env.js";
 import { createReflectionRoutes, DescriptorIndex } from "../ops/reflection.js";
 import { createStreamLog } from "../ops/stream-log.js";
 import { createTracingObserver, wantsLegacyRpcAttributes } from "../ops/tracing.js";
+import { closeAgedHttp1, connectionAgeError } from "./connection-age.js";
 import { withCors } from "./cors.js";
 import { type Listener, listen } from "./listen.js";
 import { shutdown } from "./shutdown.js";
@@ -39,13 +42,15 @@ export interface Server {
 export interface ServerOptions {
   /** Where stream spans go (tracerFromEnv()). Default none: no span is made, and tracing costs nothing. */
   tracing?: EnvTracer | undefined;
+  /** The process group this server is a worker of (--workers): GET /metrics then shows the whole group. Default none. */
+  metricsGroup?: MetricsGroup | undefined;
 }
 
 export function createServer(config: Config, logger: Logger, options: ServerOptions = {}): Server {
   const { tracing } = options;
   // Per stream, never per message: messagesSent is read only when /metrics is scraped.
   const metrics: Metrics | undefined = config.metrics
-    ? new Metrics({ messagesSent: (): number => streams.messagesSent })
+    ? new Metrics({ messagesSent: (): number => streams.messagesSent, group: options.metricsGroup })
     : undefined;
   const observers: StreamObserver[] = [];
   // First: it gives the call the trace and span ids that the log lines carry.
@@ -105,7 +110,12 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
       const fastPath = config.fastPath
         ? createFastPath({ streams, readMaxBytes: config.maxRequestBytes, logger })
         : undefined;
-      listener = await listen(config, handler, logger, fastPath);
+      // A connection past its --max-connection-age grace: its streams end with UNAVAILABLE, and resuming clients go on.
+      const endStreams = (session: http2.ServerHttp2Session) => {
+        const peer = peerOf(session.socket);
+        streams.stopWhere((call) => call.peer === peer, connectionAgeError);
+      };
+      listener = await listen(config, closeAgedHttp1(handler, config.maxConnectionAgeMs), logger, fastPath, endStreams);
       return listener;
     },
     shutdown() {
