@@ -17,6 +17,10 @@ export interface FloodOptions {
   bodyFile?: string;
   headers: Record<string, string>;
   timeoutMs: number;
+  /** HTTP/2 connections the streams spread over. Default 1, as a gRPC client multiplexes them. */
+  connections?: number;
+  /** Cores h2load runs on. Default the load core. */
+  cores?: string;
 }
 
 export interface H2loadResult {
@@ -43,16 +47,17 @@ export function parseH2load(out: string): H2loadResult {
 
 export async function runH2load(o: FloodOptions): Promise<H2loadResult> {
   const args = ["h2load", "-n", String(o.streams)];
-  // HTTP/2: every stream on one connection, as a gRPC client multiplexes them.
+  // HTTP/2: every stream on one connection, as a gRPC client multiplexes them, unless asked otherwise.
+  const connections = o.connections ?? 1;
   if (o.http1) args.push("--h1", "-c", String(o.streams), "-m", "1");
-  else args.push("-c", "1", "-m", String(o.streams));
+  else args.push("-c", String(connections), "-m", String(Math.ceil(o.streams / connections)));
   if (o.method === "POST") {
     if (o.bodyFile === undefined) throw new Error("POST needs a body file");
     args.push("-d", o.bodyFile);
   }
   for (const [k, v] of Object.entries(o.headers)) args.push("-H", `${k}: ${v}`);
   args.push(`http://127.0.0.1:${o.port}${o.path}`);
-  const r = await runLoad(args, o.timeoutMs);
+  const r = await runLoad(args, o.timeoutMs, o.cores);
   if (r.timedOut) throw new Error(`h2load timed out after ${o.timeoutMs} ms: ${args.join(" ")}`);
   if (r.code !== 0) throw new Error(`h2load exited ${r.code}: ${args.join(" ")}\n${r.stdout}\n${r.stderr}`);
   const result = parseH2load(r.stdout);

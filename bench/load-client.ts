@@ -306,11 +306,21 @@ async function latency(task: Extract<ClientTask, { mode: "latency" }>) {
 const clockTicks = 100; // USER_HZ on Linux: /proc/PID/stat counts CPU time in 1/100 s.
 
 /** utime + stime of a process, in milliseconds. */
+/** CPU time of `pid` and every process under it (a server with --workers is a primary and its workers). */
 function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the ")" that closes the command name: state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+  let ms = 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the ")" that closes the command name: state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+    for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(" ")) {
+      if (child !== "") ms += cpuMs(Number(child));
+    }
+  } catch {
+    // A process that exited between the two reads costs nothing more.
+  }
+  return ms;
 }
 
 function rssKiB(pid: number): number {

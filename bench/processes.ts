@@ -32,6 +32,8 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 export const pinning = os.cpus().length >= 2;
 export const SERVER_CORE = "0";
 export const LOAD_CORE = "1";
+/** Figure 8's: servers with several workers, and the load beside them, on both cores. */
+export const BOTH_CORES = `${SERVER_CORE},${LOAD_CORE}`;
 
 function pinned(core: string, argv: string[]): [string, string[]] {
   const [cmd, ...args] = argv;
@@ -52,9 +54,9 @@ export interface RunResult {
   timedOut: boolean;
 }
 
-/** Runs a load generator pinned to the load core; kills it after `timeoutMs`. */
-export function runLoad(argv: string[], timeoutMs: number): Promise<RunResult> {
-  const [cmd, args] = pinned(LOAD_CORE, argv);
+/** Runs a load generator pinned to `cores` (default the load core); kills it after `timeoutMs`. */
+export function runLoad(argv: string[], timeoutMs: number, cores = LOAD_CORE): Promise<RunResult> {
+  const [cmd, args] = pinned(cores, argv);
   const child = track(spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }));
   let stdout = "";
   let stderr = "";
@@ -110,6 +112,8 @@ const serverEnv = [
   "METRICS",
   "MAX_STREAMS",
   "MAX_CONCURRENT_STREAMS",
+  "WORKERS",
+  "MAX_CONNECTION_AGE",
 ];
 
 /** OpenTelemetry's variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, ...) configure tracing: a row sets its own. */
@@ -125,7 +129,7 @@ export interface ServerProcess {
 }
 
 /**
- * Starts a server pinned to the server core, configured by its flags and
+ * Starts a server pinned to `cores` (default the server core), configured by its flags and
  * `rowEnv` only, on a free port chosen here (our server prints no
  * "listening" line at --log-level silent), and waits until the port accepts
  * connections. Its stdout (our request logs) is read
@@ -135,9 +139,10 @@ export async function startServer(
   argv: string[],
   rowEnv: Record<string, string> = {},
   readyTimeoutMs = 30_000,
+  cores = SERVER_CORE,
 ): Promise<ServerProcess> {
   const port = await freePort();
-  const [cmd, args] = pinned(SERVER_CORE, [...argv, "--host", "127.0.0.1", "--port", String(port)]);
+  const [cmd, args] = pinned(cores, [...argv, "--host", "127.0.0.1", "--port", String(port)]);
   // The row alone configures the server: settings the caller's environment may carry stay out.
   const env = { ...process.env };
   for (const name of Object.keys(env)) if (isServerEnv(name)) delete env[name];

@@ -12,22 +12,26 @@ import { roads as fairnessRoads, type Road } from "../test/support/fast-readers.
 import { GOOD_INTERVAL_MS, measureFairness } from "./fairness.js";
 import { runH2load } from "./h2load.js";
 import type { ClientTask, FleetProtocol, Protocol } from "./load-client.js";
-import { LOAD_CORE, pinning, runLoad, type ServerProcess, startServer } from "./processes.js";
+import { BOTH_CORES, LOAD_CORE, pinning, runLoad, type ServerProcess, startServer } from "./processes.js";
 import { type FigureSpec, type RowSpec, type Samples, summarize, table } from "./report.js";
 import { encodeRequest, encodeResponseFrame, envelope, maxFrameSize } from "./wire.js";
 
-// npm run bench [-- --quick] [-- --runs N]
+// npm run bench [-- --quick] [-- --runs N] [-- --only workers]
 //
 // Our server, our server with its fast path off, a plain @grpc/grpc-js server
 // and a raw node:http2 ceiling, each its own process pinned to core 0, under
 // the same load from core 1 (h2load for floods, bench/load-client.ts for the
 // rest). Every figure is the median of the runs and a ratio to grpc-js from
-// the same runs. Exits 1 when any server answered wrongly; speed never fails it.
+// the same runs; figure 9 (--workers 2 against 1, everything on both cores)
+// is a ratio to --workers 1. Exits 1 when any server answered wrongly; speed
+// never fails it.
 
 const usage = `usage: npm run bench -- [--quick] [--runs N]
 
   --quick    1 run at small sizes: proves every server answers correctly, measures nothing
   --runs N   runs per figure, whose median is reported (default 3; 1 with --quick)
+  --only workers
+             figure 9 alone (--workers 2 against 1), into bench/results/only-workers.{json,md}.tmp
 
 A full run writes bench/results/latest.{json,md}; a quick one bench/results/quick.{json,md}.tmp.
 Exits 1 when a server answered wrongly, never because of speed.
@@ -39,6 +43,7 @@ function parseFlags() {
       options: {
         quick: { type: "boolean", default: false },
         runs: { type: "string" },
+        only: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -46,6 +51,9 @@ function parseFlags() {
     });
     if (values.runs !== undefined && !/^[1-9]\d{0,2}$/.test(values.runs)) {
       throw new Error(`--runs: expected a whole number from 1 to 999, got ${JSON.stringify(values.runs)}`);
+    }
+    if (values.only !== undefined && values.only !== "workers") {
+      throw new Error(`--only: expected workers, got ${JSON.stringify(values.only)}`);
     }
     return values;
   } catch (e) {
@@ -61,6 +69,7 @@ if (flags.help) {
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const quick = flags.quick === true;
+const onlyWorkers = flags.only === "workers";
 const sizes = quick
   ? {
       runs: 1,
@@ -114,6 +123,10 @@ interface Row extends RowSpec {
   connect: boolean;
   /** Latency, fan-out and idle; false for the rows of figures 5 and 7, which only repeat the gRPC floods. */
   full: boolean;
+  /** Where the server and its load run (taskset -c). Default: the server on core 0, the load on core 1. */
+  cores?: string;
+  /** --workers: the run waits for all of them to serve before it measures. */
+  workers?: number;
 }
 
 // Where the tracing rows export: a sink on loopback that answers every
@@ -337,6 +350,8 @@ interface Flood {
   limit: number;
   http1: boolean;
   kind: "grpc" | "connect" | "grpc-web" | "ndjson";
+  /** HTTP/2 connections the streams spread over; default 1. */
+  connections?: number;
 }
 
 function floodsFor(row: Row, ndjson: boolean): Flood[] {
@@ -353,8 +368,20 @@ function floodsFor(row: Row, ndjson: boolean): Flood[] {
   return list;
 }
 
-async function flood(server: ServerProcess, f: Flood, ndjsonBytes: Map<number, number>): Promise<number> {
-  const common = { port: server.port, streams: f.streams, http1: f.http1, timeoutMs: sizes.timeoutMs };
+async function flood(
+  server: ServerProcess,
+  f: Flood,
+  ndjsonBytes: Map<number, number>,
+  cores?: string,
+): Promise<number> {
+  const common = {
+    port: server.port,
+    streams: f.streams,
+    http1: f.http1,
+    timeoutMs: sizes.timeoutMs,
+    ...(f.connections === undefined ? {} : { connections: f.connections }),
+    ...(cores === undefined ? {} : { cores }),
+  };
   let r: Awaited<ReturnType<typeof runH2load>>;
   let bounds: { min: number; max: number };
   if (f.kind === "ndjson") {
@@ -393,8 +420,8 @@ async function flood(server: ServerProcess, f: Flood, ndjsonBytes: Map<number, n
   return (f.streams * f.limit) / r.seconds;
 }
 
-async function loadClient<T>(task: ClientTask, timeoutMs: number): Promise<T> {
-  const r = await runLoad([...node("bench/load-client.ts"), JSON.stringify(task)], timeoutMs);
+async function loadClient<T>(task: ClientTask, timeoutMs: number, cores?: string): Promise<T> {
+  const r = await runLoad([...node("bench/load-client.ts"), JSON.stringify(task)], timeoutMs, cores);
   if (r.timedOut) throw new Error(`load client ${task.mode} timed out after ${timeoutMs} ms`);
   if (r.code !== 0) {
     let reason = r.stderr.slice(-2000);
@@ -437,7 +464,8 @@ async function probeNdjson(port: number, limits: number[]): Promise<Map<number, 
 async function withServer<T>(row: Row, what: string, fn: (s: ServerProcess) => Promise<T>): Promise<T | undefined> {
   let server: ServerProcess | undefined;
   try {
-    server = await startServer(row.argv, row.env);
+    server = await startServer(row.argv, row.env, 30_000, row.cores);
+    if ((row.workers ?? 1) > 1) await allWorkersServe(server.port, row.workers ?? 1);
     return await fn(server);
   } catch (e) {
     const tail = server?.stderrTail().trim();
@@ -451,6 +479,53 @@ async function withServer<T>(row: Row, what: string, fn: (s: ServerProcess) => P
   }
 }
 
+/** The port accepts as soon as one worker listens: wait until the group's /metrics says they all serve. */
+async function allWorkersServe(port: number, workers: number): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  for (;;) {
+    try {
+      const text = await (
+        await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })
+      ).text();
+      if (text.split("\n").includes(`workers ${workers}`)) return;
+    } catch {
+      // not yet
+    }
+    if (performance.now() > deadline) throw new Error(`${workers} workers did not all serve within 30 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface FanoutResult {
+  started: number;
+  deliveredPerSec: number;
+  p99LatenessMs: number;
+  cpuPct: number;
+  clientCpuPct: number;
+  errors: number;
+}
+
+/** Figure 3 on a server: sizes.fanoutStreams streams at FANOUT_INTERVAL_MS; the load on `cores`. */
+async function measureFanout(server: ServerProcess, cores?: string): Promise<FanoutResult> {
+  const r = await loadClient<FanoutResult>(
+    {
+      mode: "fanout",
+      port: server.port,
+      pid: server.pid,
+      streams: sizes.fanoutStreams,
+      perConnection: STREAMS_PER_CONNECTION,
+      intervalMs: FANOUT_INTERVAL_MS,
+      windowMs: sizes.fanoutWindowMs,
+    },
+    sizes.fanoutWindowMs + 90_000,
+    cores,
+  );
+  if (r.started !== sizes.fanoutStreams || r.errors > 0) {
+    throw new Error(`fan-out: ${r.started} of ${sizes.fanoutStreams} streams started, ${r.errors} failed`);
+  }
+  return r;
+}
+
 function fmt(v: number): string {
   return Number.isFinite(v) ? (Math.abs(v) >= 10_000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(1)) : "n/a";
 }
@@ -460,7 +535,9 @@ const started = performance.now();
 log(
   `bench: ${quick ? "quick" : "full"}, ${sizes.runs} run(s), ${pinning ? "servers on core 0, load on core 1" : "one core: no pinning"}`,
 );
-for (let run = 1; run <= sizes.runs; run++) {
+// --only workers: figure 9 alone.
+const mainRuns = onlyWorkers ? 0 : sizes.runs;
+for (let run = 1; run <= mainRuns; run++) {
   // Each run starts with a different row, so that a machine that slows down over time favours no one.
   const order = [...rows.slice((run - 1) % rows.length), ...rows.slice(0, (run - 1) % rows.length)];
   for (const row of order) {
@@ -510,28 +587,7 @@ for (let run = 1; run <= sizes.runs; run++) {
     if (!row.full) continue;
     // Fan-out and idle each get a fresh process, so neither inherits the other's heap.
     await withServer(row, "fan-out", async (server) => {
-      const r = await loadClient<{
-        started: number;
-        deliveredPerSec: number;
-        p99LatenessMs: number;
-        cpuPct: number;
-        clientCpuPct: number;
-        errors: number;
-      }>(
-        {
-          mode: "fanout",
-          port: server.port,
-          pid: server.pid,
-          streams: sizes.fanoutStreams,
-          perConnection: STREAMS_PER_CONNECTION,
-          intervalMs: FANOUT_INTERVAL_MS,
-          windowMs: sizes.fanoutWindowMs,
-        },
-        sizes.fanoutWindowMs + 90_000,
-      );
-      if (r.started !== sizes.fanoutStreams || r.errors > 0) {
-        throw new Error(`fan-out: ${r.started} of ${sizes.fanoutStreams} streams started, ${r.errors} failed`);
-      }
+      const r = await measureFanout(server);
       record(row.key, "fanoutDelivered", r.deliveredPerSec);
       record(row.key, "fanoutP99Late", r.p99LatenessMs);
       record(row.key, "fanoutCpu", r.cpuPct);
@@ -605,13 +661,98 @@ for (let run = 1; run <= sizes.runs; run++) {
     });
   }
 }
+
+// Figure 9: every core. --workers 2 against --workers 1, the server and every
+// load generator on both cores: the load shares the cores the workers run on,
+// as it would not in production, so the figure bounds what a second worker
+// gives rather than measuring it alone.
+const WORKER_FLOOD_CONNECTIONS = 10;
+const workerRows: Row[] = [1, 2].map((n) => ({
+  key: `w${n}`,
+  title: `ours, --workers ${n}`,
+  argv: [...node("src/main.ts"), "--workers", String(n)],
+  protocols: ["grpc", "connect-h2", "connect-h1"],
+  connect: true,
+  full: true,
+  cores: BOTH_CORES,
+  workers: n,
+}));
+const workerFigures: FigureSpec[] = [
+  {
+    key: "grpc100x10",
+    title: `gRPC, 100 streams on ${WORKER_FLOOD_CONNECTIONS} connections`,
+    unit: msgs,
+    better: "higher",
+    digits: 0,
+  },
+  { key: "connectH1_100", title: "Connect HTTP/1.1, 100", unit: msgs, better: "higher", digits: 0 },
+  { key: "fanoutDelivered", title: "fan-out delivered", unit: msgs, better: "higher", digits: 0 },
+  { key: "fanoutP99Late", title: "fan-out p99 lateness", unit: "ms", better: "lower", digits: 1 },
+  { key: "fanoutCpu", title: "fan-out CPU, all server processes", unit: "% of a core", better: "lower", digits: 0 },
+];
+const workerSamples: Samples = { w1: {}, w2: {} };
+const recordWorkers = (row: string, figure: string, value: number) => {
+  const byRow = workerSamples[row] ?? {};
+  workerSamples[row] = byRow;
+  byRow[figure] ??= [];
+  byRow[figure].push(value);
+};
+for (let run = 1; run <= sizes.runs; run++) {
+  // Alternate which row goes first, as the main runs rotate theirs.
+  for (const row of run % 2 === 1 ? workerRows : [...workerRows].reverse()) {
+    log(`[figure 9, run ${run}/${sizes.runs}] ${row.title}`);
+    await withServer(row, "floods", async (server) => {
+      if (run === 1) {
+        const result = await loadClient<{ failures: string[] }>(
+          { mode: "check", port: server.port, protocols: row.protocols },
+          sizes.timeoutMs,
+          BOTH_CORES,
+        );
+        for (const f of result.failures) failures.push(`${row.key}: ${f}`);
+        log(`  check ${row.protocols.join(", ")}: ${result.failures.length === 0 ? "ok" : result.failures.join("; ")}`);
+      }
+      const floods: Flood[] = [
+        {
+          key: "grpc100x10",
+          streams: 100,
+          limit: sizes.flood100Limit,
+          http1: false,
+          kind: "grpc",
+          connections: WORKER_FLOOD_CONNECTIONS,
+        },
+        { key: "connectH1_100", streams: 100, limit: sizes.flood100Limit, http1: true, kind: "connect" },
+      ];
+      for (const f of floods) {
+        try {
+          const rate = await flood(server, f, new Map(), BOTH_CORES);
+          recordWorkers(row.key, f.key, rate);
+          log(`  flood ${f.key}: ${fmt(rate)} msg/s`);
+        } catch (e) {
+          failures.push(`${row.key} flood ${f.key}: ${e instanceof Error ? e.message : String(e)}`);
+          log(`  FAILED flood ${f.key}: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
+        }
+      }
+    });
+    await withServer(row, "fan-out", async (server) => {
+      const r = await measureFanout(server, BOTH_CORES);
+      recordWorkers(row.key, "fanoutDelivered", r.deliveredPerSec);
+      recordWorkers(row.key, "fanoutP99Late", r.p99LatenessMs);
+      recordWorkers(row.key, "fanoutCpu", r.cpuPct);
+      recordWorkers(row.key, "fanoutClientCpu", r.clientCpuPct);
+      log(
+        `  fan-out ${sizes.fanoutStreams} x ${FANOUT_INTERVAL_MS} ms: ${fmt(r.deliveredPerSec)} msg/s, p99 late ${fmt(r.p99LatenessMs)} ms, CPU ${fmt(r.cpuPct)}% (client ${fmt(r.clientCpuPct)}%)`,
+      );
+    });
+  }
+}
+const workerSummary = summarize(workerSamples, "w1");
 const elapsedS = (performance.now() - started) / 1000;
 
 if (!hasFastPathFlag)
   notes.push("src/config.ts declares no --fast-path flag: the second row runs the same server as the first.");
 if (!hasMetricsFlag)
   notes.push("src/config.ts declares no --metrics flag: the logging-off row only sets --log-level silent.");
-if ((ndjsonBytes?.size ?? 0) === 0)
+if (!onlyWorkers && (ndjsonBytes?.size ?? 0) === 0)
   notes.push("GET /stream does not answer application/x-ndjson yet: no NDJSON flood.");
 if (!pinning) notes.push("Only one CPU: servers and load share it (no taskset).");
 
@@ -643,11 +784,15 @@ const floodRatios = (row: string, base: string) =>
 if (summary.traceAll?.grpc1 !== undefined && sink.requests === 0) {
   failures.push("traceAll: the OTLP sink received no export request");
 }
-const md = [
-  `### ${quick ? "Quick run (--quick: 1 run, small sizes; a smoke test, not a measurement)" : `Full run (median of ${sizes.runs})`}`,
+const workersRatio = (figure: string) => ratio(workerSummary.w2?.[figure]?.median, workerSummary.w1?.[figure]?.median);
+const workersSection = [
+  `**9. Every core** (\`--workers 2\` against \`--workers 1\`; each cell: median, then (ratio to --workers 1). The servers and every load generator run on both cores (taskset -c ${BOTH_CORES}), so the load shares the cores the workers run on. h2load: 100 gRPC streams x ${sizes.flood100Limit} messages on ${WORKER_FLOOD_CONNECTIONS} connections, 100 Connect streams on HTTP/1.1, a connection each; fan-out as in figure 3, ${sizes.fanoutStreams / STREAMS_PER_CONNECTION} connections)`,
   "",
-  `${date.slice(0, 16).replace("T", " ")} UTC · ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB · ${machine.os} · Node ${machine.node} · ${machine.h2load} · took ${elapsedS.toFixed(0)} s`,
+  table(workerRows, workerFigures, workerSummary),
   "",
+  `--workers 2 / --workers 1: gRPC flood ${workersRatio("grpc100x10")}, Connect HTTP/1.1 flood ${workersRatio("connectH1_100")}, fan-out delivered ${workersRatio("fanoutDelivered")}`,
+];
+const mainSections = [
   "Each cell: median, then (ratio to plain grpc-js in the same run). ↑ higher is better, ↓ lower is better. n/a: the server does not speak that protocol.",
   "",
   `**1. Flood, interval 0** (h2load; 1 stream x ${sizes.flood1Limit} messages, 100 streams x ${sizes.flood100Limit} on one connection; HTTP/1.1: a connection per stream)`,
@@ -699,6 +844,15 @@ const md = [
   table(tracingRows, floodFigures.slice(0, 2), summary),
   "",
   `vs. tracing off: spans dropped ${floodRatios("traceDrop", "ours")} · every span exported ${floodRatios("traceAll", "ours")}`,
+  "",
+];
+const md = [
+  `### ${quick ? "Quick run (--quick: 1 run, small sizes; a smoke test, not a measurement)" : `Full run (median of ${sizes.runs})`}${onlyWorkers ? ", figure 9 only (--only workers)" : ""}`,
+  "",
+  `${date.slice(0, 16).replace("T", " ")} UTC · ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB · ${machine.os} · Node ${machine.node} · ${machine.h2load} · took ${elapsedS.toFixed(0)} s`,
+  "",
+  ...(onlyWorkers ? [] : mainSections),
+  ...workersSection,
   ...(notes.length > 0 ? ["", ...notes.map((n) => `- ${n}`)] : []),
   ...(failures.length > 0 ? ["", "**Failures:**", ...failures.map((f) => `- ${f.split("\n")[0]}`)] : []),
   "",
@@ -706,10 +860,21 @@ const md = [
 
 const resultsDir = path.join(root, "bench/results");
 mkdirSync(resultsDir, { recursive: true });
-// A quick run is CI's smoke test: its files are git-ignored (*.tmp), only a full run replaces latest.*.
-const base = quick ? "quick" : "latest";
-const suffix = quick ? ".tmp" : "";
-const json = { date, mode: quick ? "quick" : "full", machine, sizes, notes, failures, elapsedS, figures: summary };
+// A quick run is CI's smoke test, and --only workers a partial run: their files are git-ignored (*.tmp).
+// Only a full run of every figure replaces latest.*.
+const base = onlyWorkers ? `only-workers${quick ? "-quick" : ""}` : quick ? "quick" : "latest";
+const suffix = quick || onlyWorkers ? ".tmp" : "";
+const json = {
+  date,
+  mode: `${quick ? "quick" : "full"}${onlyWorkers ? ", figure 9 only" : ""}`,
+  machine,
+  sizes,
+  notes,
+  failures,
+  elapsedS,
+  figures: summary,
+  workersFigures: workerSummary,
+};
 writeFileSync(path.join(resultsDir, `${base}.json${suffix}`), `${JSON.stringify(json, null, 2)}\n`);
 writeFileSync(path.join(resultsDir, `${base}.md${suffix}`), md);
 process.stdout.write(`\n${md}`);

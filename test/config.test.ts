@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { describe, it } from "node:test";
 import { ConfigError, defaults, type OptionSpec, options, parseConfig } from "../src/config/config.js";
 
@@ -70,6 +71,21 @@ describe("parseConfig()", () => {
     ] as const) {
       assert.throws(() => parseConfig([...args], {}), { name: "Error", message });
     }
+  });
+  it("should read --workers as a count or auto, one per available CPU", () => {
+    assert.equal(defaults.workers, 1);
+    assert.equal(parseConfig(["--workers", "3"], {}).workers, 3);
+    assert.equal(parseConfig([], { WORKERS: "auto" }).workers, Math.min(availableParallelism(), 256));
+    assert.throws(() => parseConfig(["--workers", "0"], {}), {
+      message: '--workers: expected a whole number from 1 to 256, got "0"',
+    });
+  });
+  it("should leave --max-connection-age off unless asked", () => {
+    assert.equal(defaults.maxConnectionAgeMs, 0);
+    assert.equal(defaults.maxConnectionAgeGraceMs, 30_000);
+    const c = parseConfig(["--max-connection-age", "30m"], { MAX_CONNECTION_AGE_GRACE: "1m" });
+    assert.equal(c.maxConnectionAgeMs, 30 * 60_000);
+    assert.equal(c.maxConnectionAgeGraceMs, 60_000);
   });
   it("should read back every default as the docs and --help show it, from its environment variable", () => {
     const env: Record<string, string> = {};

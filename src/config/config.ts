@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import type { LogFormat, LogLevel } from "../ops/log.js";
 import { parseDuration, formatDuration as showMs } from "../shared/duration.js";
@@ -85,6 +86,16 @@ function oneOf<const T extends string>(allowed: readonly T[]): ValueKind<T> {
       return raw as T;
     },
     show: (v) => v,
+  };
+}
+
+/** A process count, or "auto": one per CPU this process may run on (os.availableParallelism()). */
+function processCount(max: number): ValueKind<number> {
+  const count = wholeNumber(1, max);
+  return {
+    accepts: `1 to ${max}, or auto (one per available CPU)`,
+    parse: (raw, flag) => (raw.trim() === "auto" ? Math.min(availableParallelism(), max) : count.parse(raw, flag)),
+    show: String,
   };
 }
 
@@ -182,7 +193,13 @@ export const options = {
     flag: "max-streams",
     env: "MAX_STREAMS",
     default: 50_000,
-    doc: "streams open at once over all clients; past it RESOURCE_EXHAUSTED",
+    doc: "streams open at once over all clients, per worker process (--workers N allows N times this); past it RESOURCE_EXHAUSTED",
+  }),
+  workers: option(processCount(256), {
+    flag: "workers",
+    env: "WORKERS",
+    default: 1,
+    doc: "processes serving the one port (node:cluster); 1 serves in this process, more fork workers that a primary restarts and drains",
   }),
   maxConnections: option(wholeNumber(1, 10_000_000), {
     flag: "max-connections",
@@ -243,6 +260,18 @@ export const options = {
     env: "H2_PING_TIMEOUT",
     default: 10_000,
     doc: "an HTTP/2 connection that leaves a PING unanswered this long is closed",
+  }),
+  maxConnectionAgeMs: option(duration(24 * HOUR), {
+    flag: "max-connection-age",
+    env: "MAX_CONNECTION_AGE",
+    default: 0,
+    doc: "an HTTP/2 connection this old (±10% jitter) gets GOAWAY, so its client reconnects (and rebalances); HTTP/1.1 gets Connection: close on its next response; 0s never",
+  }),
+  maxConnectionAgeGraceMs: option(duration(24 * HOUR), {
+    flag: "max-connection-age-grace",
+    env: "MAX_CONNECTION_AGE_GRACE",
+    default: 30_000,
+    doc: "after a max-age GOAWAY, streams still open then end with UNAVAILABLE (resuming clients go on) and the connection closes",
   }),
   h2MaxResets: option(wholeNumber(1, 1_000_000), {
     flag: "h2-max-resets",

@@ -36,7 +36,7 @@ export interface CallInfo {
 }
 
 /** Why a stream ended, as logs and metrics report it. */
-export type EndReason = "limit" | "cancelled" | "deadline" | "shutdown" | "max_duration" | "error";
+export type EndReason = "limit" | "cancelled" | "deadline" | "shutdown" | "max_duration" | "max_age" | "error";
 
 export interface StreamEnd {
   reason: EndReason;
@@ -102,6 +102,21 @@ export class GreetingStreams implements StreamOwner {
   stopAll(reason: ConnectError = shutdownError): void {
     this.stopping = reason;
     for (const s of [...this.live]) s.stop(reason);
+  }
+
+  /**
+   * Ends the open streams whose call `match` picks with `error`, reported as
+   * `reason`, and leaves new ones alone: the streams of one connection that
+   * reached its maximum age. Returns how many it stopped.
+   */
+  stopWhere(match: (call: CallInfo) => boolean, error: ConnectError, reason: EndReason = "max_age"): number {
+    let stopped = 0;
+    for (const s of [...this.live]) {
+      if (!match(s.call)) continue;
+      s.stop(error, reason);
+      stopped++;
+    }
+    return stopped;
   }
 
   /**

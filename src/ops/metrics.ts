@@ -12,6 +12,16 @@ import type { NodeRequest, NodeResponse } from "../http/plain-routes.js";
 export interface MetricsOptions {
   /** Read at scrape time: messages sent by every stream since start. */
   messagesSent(): number;
+  /** The process group this process serves in (--workers). Default none: GET /metrics shows this process alone. */
+  group?: MetricsGroup | undefined;
+}
+
+/** A process group's metrics (group-metrics.ts): every worker's, gathered by the primary. */
+export interface MetricsGroup {
+  /** Called once with this process's registry, which the group reads whenever it gathers. */
+  join(registry: Registry): void;
+  /** The whole group's metrics in the Prometheus text format. */
+  render(): Promise<string>;
 }
 
 const unlintedDefaults = [
@@ -19,6 +29,15 @@ const unlintedDefaults = [
   "nodejs_active_requests_total",
   "nodejs_active_resources_total",
 ];
+
+/** prom-client's default process and Node metrics, less the three that do not lint. */
+export function collectProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  // Gauges named like counters, which `promtool check metrics` rejects
+  // (prometheus/client_js#283, open since 2019); the per-type
+  // nodejs_active_{handles,requests,resources} gauges stay, and sum() gives the totals.
+  for (const name of unlintedDefaults) registry.removeSingleMetric(name);
+}
 
 /** Upper bounds of the stream duration histogram, in seconds: streams last from milliseconds to hours. */
 const durationBuckets = [0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 14_400, 86_400];
@@ -32,13 +51,11 @@ export class Metrics implements StreamObserver {
   private readonly duration: Histogram;
   private readonly errors: Counter<"code">;
 
+  private readonly group: MetricsGroup | undefined;
+
   constructor(options: MetricsOptions) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
-    // Gauges named like counters, which `promtool check metrics` rejects
-    // (prometheus/client_js#283, open since 2019); the per-type
-    // nodejs_active_{handles,requests,resources} gauges stay, and sum() gives the totals.
-    for (const name of unlintedDefaults) this.registry.removeSingleMetric(name);
+    collectProcessMetrics(this.registry);
     this.live = new Gauge({ name: "streams_live", help: "Streams open now.", labelNames: ["protocol"], registers });
     this.started = new Counter({
       name: "streams_started_total",
@@ -48,7 +65,7 @@ export class Metrics implements StreamObserver {
     });
     this.endings = new Counter({
       name: "streams_ended_total",
-      help: "Streams ended since start, by reason: limit, cancelled, deadline, shutdown, max_duration, error (includes rejected requests).",
+      help: "Streams ended since start, by reason: limit, cancelled, deadline, shutdown, max_duration, max_age, error (includes rejected requests).",
       labelNames: ["reason"],
       registers,
     });
@@ -74,6 +91,8 @@ export class Metrics implements StreamObserver {
       labelNames: ["code"],
       registers,
     });
+    this.group = options.group;
+    this.group?.join(this.registry);
   }
 
   rejected(_call: CallInfo, _name: string, error: ConnectError): void {
@@ -95,7 +114,7 @@ export class Metrics implements StreamObserver {
 
   /** GET /metrics: the Prometheus text format. */
   readonly handle = (_req: NodeRequest, res: NodeResponse): void => {
-    this.registry.metrics().then(
+    (this.group ? this.group.render() : this.registry.metrics()).then(
       (body) => {
         res.writeHead(200, { "content-type": this.registry.contentType, "content-length": Buffer.byteLength(body) });
         res.end(body);

@@ -175,6 +175,7 @@ function endCode(reason: EndReason, error: ConnectError | undefined): Code | 0 {
       return Code.DeadlineExceeded;
     case "shutdown":
     case "max_duration":
+    case "max_age":
       return Code.Unavailable;
     case "error":
       return error?.code ?? Code.Unknown;

@@ -43,6 +43,8 @@ export async function listen(
   handler: RequestHandler,
   logger: Logger,
   takeStream?: StreamTaker,
+  /** Ends a session's open streams with a status when its --max-connection-age grace is over. */
+  endStreams?: (session: http2.ServerHttp2Session) => void,
 ): Promise<Listener> {
   const sessions = new Set<http2.ServerHttp2Session>();
   const streamCounts = new WeakMap<http2.ServerHttp2Session, number>();
@@ -79,6 +81,9 @@ export async function listen(
         pingIntervalMs: config.h2PingIntervalMs,
         pingTimeoutMs: config.h2PingTimeoutMs,
         maxResets: config.h2MaxResets,
+        maxAgeMs: config.maxConnectionAgeMs,
+        maxAgeGraceMs: config.maxConnectionAgeGraceMs,
+        ...(endStreams ? { endStreams } : {}),
         logger,
       }),
     );

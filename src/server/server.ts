@@ -1,4 +1,5 @@
 import type * as http from "node:http";
+import type * as http2 from "node:http2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -11,6 +12,7 @@ import { createAuthInterceptor } from "../entries/connect/auth-interceptor.js";
 import { contextValues, createStreamRoutes } from "../entries/connect/stream-routes.js";
 import { createHttpStreamRoute } from "../entries/http-stream/http-stream.js";
 import { BearerTokens, requireBearer } from "../entries/kit/auth.js";
+import { peerOf } from "../entries/kit/call.js";
 import { createLeanRpc } from "../entries/lean-rpc/lean-rpc.js";
 import { createStaticPageRoutes } from "../entries/static-page/static-page.js";
 import { createCorsPolicy, withCors } from "../http/cors.js";
@@ -18,11 +20,12 @@ import { PlainRoutes } from "../http/plain-routes.js";
 import { guardRequests } from "../http/request-guard.js";
 import { createHealthRoutes, createReadyzHandler, HealthStatus, handleHealthz } from "../ops/health.js";
 import type { Logger } from "../ops/log.js";
-import { Metrics } from "../ops/metrics.js";
+import { Metrics, type MetricsGroup } from "../ops/metrics.js";
 import type { EnvTracer } from "../ops/otel-env.js";
 import { createReflectionRoutes, DescriptorIndex } from "../ops/reflection.js";
 import { createStreamLog } from "../ops/stream-log.js";
 import { createTracingObserver, wantsLegacyRpcAttributes } from "../ops/tracing.js";
+import { closeAgedHttp1, connectionAgeError } from "./connection-age.js";
 import { type Listener, listen } from "./listen.js";
 import { shutdown } from "./shutdown.js";
 import { readTokenFile } from "./token-file.js";
@@ -49,6 +52,8 @@ export interface Server {
 export interface ServerOptions {
   /** Where stream spans go (tracerFromEnv()). Default none: no span is made, and tracing costs nothing. */
   tracing?: EnvTracer | undefined;
+  /** The process group this server is a worker of (--workers): GET /metrics then shows the whole group. Default none. */
+  metricsGroup?: MetricsGroup | undefined;
 }
 
 /** Throws a ConfigError (before anything listens) when --auth-token-file cannot be read or holds no token. */
@@ -58,7 +63,7 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
   const tokens = tokenFile === undefined ? undefined : new BearerTokens(readTokenFile(tokenFile));
   // Per stream, never per message: messagesSent is read only when /metrics is scraped.
   const metrics: Metrics | undefined = config.metrics
-    ? new Metrics({ messagesSent: (): number => streams.messagesSent })
+    ? new Metrics({ messagesSent: (): number => streams.messagesSent, group: options.metricsGroup })
     : undefined;
   const observers: StreamObserver[] = [];
   // First: it gives the call the trace and span ids that the log lines carry.
@@ -140,7 +145,18 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
     streams,
     health,
     async listen() {
-      listener = await listen(config, handler, logger, lean?.takeStream);
+      // A connection past its --max-connection-age grace: its streams end with UNAVAILABLE, and resuming clients go on.
+      const endStreams = (session: http2.ServerHttp2Session) => {
+        const peer = peerOf(session.socket);
+        streams.stopWhere((call) => call.peer === peer, connectionAgeError);
+      };
+      listener = await listen(
+        config,
+        closeAgedHttp1(handler, config.maxConnectionAgeMs),
+        logger,
+        lean?.takeStream,
+        endStreams,
+      );
       return listener;
     },
     shutdown() {

@@ -1,5 +1,6 @@
 import * as http2 from "node:http2";
 import type { Logger } from "../ops/log.js";
+import { jitteredAge } from "./connection-age.js";
 
 // Every HTTP/2 session gets an end. Node leaves three kinds open for good:
 // - When nghttp2 ends a session for a peer's protocol violation (a header
@@ -17,6 +18,14 @@ import type { Logger } from "../ops/log.js";
 // turns idle (no ACK within pingTimeoutMs: destroy), and a budget of streams
 // reset before they were answered or refused outright (past it: GOAWAY
 // ENHANCE_YOUR_CALM, destroy).
+//
+// And, when asked, a maximum age, as grpc-go's MaxConnectionAge and
+// MaxConnectionAgeGrace: a client keeps one HTTP/2 connection for all its
+// streams, so a per-connection balancer never moves it to a replica added
+// later. Past the age the session gets GOAWAY NO_ERROR (the client opens its
+// next streams on a new connection, through the balancer); past the grace,
+// the streams still open are ended with a status (endStreams) and the
+// session is closed.
 
 export interface SessionGuardOptions {
   /** A session with no open stream for this long gets GOAWAY and is closed; 0 never. */
@@ -32,12 +41,31 @@ export interface SessionGuardOptions {
   logger: Logger;
   /** Called once per session that the guard itself ends, with why. */
   onCut?: (reason: CutReason) => void;
+  /** A session this old (±10% jitter) gets GOAWAY NO_ERROR and takes no new stream; 0 or unset never. */
+  maxAgeMs?: number;
+  /** How long after that GOAWAY its open streams may go on before endStreams() and the close. Default 0. */
+  maxAgeGraceMs?: number;
+  /**
+   * Ends the session's open streams when the grace is over, each with a
+   * status its protocol carries (UNAVAILABLE, which resuming clients retry).
+   * Default none: what is still open is reset with the session.
+   */
+  endStreams?: (session: http2.ServerHttp2Session) => void;
+  /** For tests: returns [0, 1), for the jitter. Default Math.random. */
+  random?: () => number;
 }
 
-export type CutReason = "idle" | "ping_timeout" | "resets" | "session_error";
+export type CutReason = "idle" | "ping_timeout" | "resets" | "session_error" | "max_age";
 
 /** After a session turns idle, how soon it is probed: one that went quiet because nghttp2 ended it is found fast. */
 const IDLE_PROBE_DELAY_MS = 1000;
+
+/**
+ * After the max-age grace, how long the ended streams' last frames (their
+ * statuses) get to leave before the session is destroyed: a peer that reads
+ * nothing would otherwise hold it open.
+ */
+const LAST_WRITES_MS = 1000;
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
@@ -63,6 +91,8 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
   let pingTimer: NodeJS.Timeout | undefined;
   let pingDue = Number.POSITIVE_INFINITY;
   let awaitingAck: NodeJS.Timeout | undefined;
+  let ageTimer: NodeJS.Timeout | undefined;
+  let graceTimer: NodeJS.Timeout | undefined;
   let ended = false;
 
   const peer = () => {
@@ -75,6 +105,8 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
     clearTimeout(idleTimer);
     clearTimeout(pingTimer);
     clearTimeout(awaitingAck);
+    clearTimeout(ageTimer);
+    clearTimeout(graceTimer);
   };
 
   const cut = (reason: CutReason, how: () => void) => {
@@ -190,6 +222,28 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
   session.once("close", stopTimers);
   armIdle();
   schedulePing(options.pingIntervalMs);
+  const maxAgeMs = options.maxAgeMs ?? 0;
+  if (maxAgeMs > 0) {
+    const ageMs = jitteredAge(maxAgeMs, options.random);
+    ageTimer = setTimeout(() => {
+      if (ended || session.destroyed || session.closed) return;
+      options.logger.debug("http2 connection reached its maximum age", {
+        peer: peer(),
+        age_ms: Math.round(ageMs),
+        open_streams: open,
+      });
+      // GOAWAY NO_ERROR naming the last stream taken; Node destroys the session once its last stream closes.
+      session.close();
+      graceTimer = setTimeout(
+        () =>
+          cut("max_age", () => {
+            options.endStreams?.(session);
+            setTimeout(() => session.destroy(), LAST_WRITES_MS).unref();
+          }),
+        options.maxAgeGraceMs ?? 0,
+      ).unref();
+    }, ageMs).unref();
+  }
   return {
     suspicious() {
       refill();

@@ -33,7 +33,8 @@ export function createCallInfo(input: CallInput): CallInfo {
   };
 }
 
-function peerOf(socket: CallInput["socket"]): string {
+/** "10.0.0.7:51234", "[::1]:51234": CallInfo.peer, which also names the connection a call came on. */
+export function peerOf(socket: CallInput["socket"]): string {
   const addr = socket?.remoteAddress ?? "unknown";
   return addr.includes(":") ? `[${addr}]:${socket?.remotePort}` : `${addr}:${socket?.remotePort}`;
 }
