@@ -97,6 +97,11 @@ describe("--max-connection-age", () => {
       2000,
       "the guard's log line",
     );
+    // The stream's own end: the server's age limit, not a shutdown.
+    assert.ok(
+      srv.logs.some((l) => l.msg === "stream ended" && l.name === "aging" && l.reason === "max_age"),
+      "the stream ended as max_age",
+    );
   });
 
   it("should let a resuming gRPC client go on over new connections with no gap and no duplicate", async () => {

@@ -45,6 +45,15 @@ describe("one port", () => {
     assert.match(reply, /^HTTP\/1\.1 404 /);
   });
 
+  it("should stream to an HTTP/1.0 client that sends no Host, and refuse an HTTP/1.1 one with 400", async () => {
+    const { reply } = await rawExchange(srv.port, "GET /stream?name=old&limit=1&interval=0s HTTP/1.0\r\n\r\n");
+    assert.match(reply, /^HTTP\/1\.1 200 /);
+    assert.match(reply, /Hello old, this is 0 time stream message\./);
+    const { reply: noHost } = await rawExchange(srv.port, "GET /healthz HTTP/1.1\r\n\r\n");
+    assert.match(noHost, /^HTTP\/1\.1 400 /);
+    assert.deepEqual(jsonBody(noHost), { code: "invalid_argument", message: "the request has no Host header" });
+  });
+
   it("should close a connection that sends nothing once the headers timeout passes", async () => {
     const { reply, closedAfterMs } = await rawExchange(srv.port, undefined);
     assert.equal(reply, "");

@@ -17,10 +17,13 @@ export function guardRequests<H extends Handler>(handler: H, onThrow: (e: unknow
   return ((req, res) => {
     const authority = req.headers[":authority"] ?? req.headers.host;
     if (typeof authority !== "string" || authority === "") {
-      sendJsonError(res, 400, "invalid_argument", "the request has no Host header");
-      return;
-    }
-    if (!validAuthority(authority)) {
+      // HTTP/1.0 predates Host, and probes such as `GET /healthz HTTP/1.0` still
+      // send none; only HTTP/1.1 makes it a must (RFC 9112, section 3.2).
+      if (req.httpVersion !== "1.0") {
+        sendJsonError(res, 400, "invalid_argument", "the request has no Host header");
+        return;
+      }
+    } else if (!validAuthority(authority)) {
       sendJsonError(res, 400, "invalid_argument", "the Host header is not a host and port");
       return;
     }
