@@ -32,7 +32,7 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 export const pinning = os.cpus().length >= 2;
 export const SERVER_CORE = "0";
 export const LOAD_CORE = "1";
-/** Figure 8's: servers with several workers, and the load beside them, on both cores. */
+/** Figure 9's: servers with several workers, and the load beside them, on both cores. */
 export const BOTH_CORES = `${SERVER_CORE},${LOAD_CORE}`;
 
 function pinned(core: string, argv: string[]): [string, string[]] {
