@@ -177,7 +177,10 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
       // Sent now, while nghttp2 may still be working through the same read:
       // it refuses the rest of the burst, and this GOAWAY is the first the peer sees.
       session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
-      setImmediate(() => session.destroy());
+      // destroy() sends a GOAWAY of its own: with its default code, NO_ERROR,
+      // a peer that reads on would see a polite goodbye after the cut. Given
+      // a number, it sends that code (and emits 'error', which cut() ignores).
+      setImmediate(() => session.destroy(NGHTTP2_ENHANCE_YOUR_CALM));
     });
   };
 
