@@ -158,11 +158,11 @@ export class GreetingStream implements Waiter, Deferred {
     for (let burst = 0; ; burst++) {
       // After one message, others waiting for the slice go first.
       if (!owner.budget.allows() || (burst > 0 && owner.budget.deferred > 0)) {
-        // What the sink held back goes out now; if the peer is behind, wait for it, not for a turn.
-        if (sink.flush?.() === false) {
-          this.state = "blocked";
-          return;
-        }
+        // What the sink holds back stays there until the next turn adds to it:
+        // one write per turn each would leave a peer that reads nothing with
+        // a hundred small writes queued per stream in Node, and when it went,
+        // Node would make an error for each (1,000 such streams: 0.6 s in one
+        // turn). A full batch goes out, and says whether the peer is behind.
         this.state = "deferred";
         owner.budget.defer(this);
         return;

@@ -178,9 +178,9 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
       // it refuses the rest of the burst, and this GOAWAY is the first the peer sees.
       session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
       // destroy() sends a GOAWAY of its own: with its default code, NO_ERROR,
-      // a peer that reads on would see a polite goodbye after the cut. Given
-      // a number, it sends that code (and emits 'error', which cut() ignores).
-      setImmediate(() => session.destroy(NGHTTP2_ENHANCE_YOUR_CALM));
+      // a peer that reads on would see a polite goodbye after the cut. Given a
+      // code it sends that one (and emits the error, which cut() ignores).
+      setImmediate(() => session.destroy(new Error("too many resets"), NGHTTP2_ENHANCE_YOUR_CALM));
     });
   };
 
