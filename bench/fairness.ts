@@ -27,8 +27,19 @@ export async function measureFairness(
   const readers = startFastReaders(url, road, count, loadCore);
   try {
     const deadline = performance.now() + 30_000;
-    while ((await streamsLive()) < count) {
-      if (performance.now() > deadline) throw new Error(`${count} fast readers on ${road} did not all start`);
+    // A poll that fails is polled again: while a hundred readers connect, one
+    // scrape was seen to fail now and then, with the server serving on.
+    let lastError: unknown;
+    for (;;) {
+      const live = await streamsLive().catch((e: unknown) => {
+        lastError = e;
+        return -1;
+      });
+      if (live >= count) break;
+      if (performance.now() > deadline) {
+        const why = lastError === undefined ? "" : ` (last scrape: ${String((lastError as Error).cause ?? lastError)})`;
+        throw new Error(`${count} fast readers on ${road} did not all start${why}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const pace = await measurePace(url, GOOD_INTERVAL_MS, GOOD_MESSAGES);

@@ -642,7 +642,7 @@ for (let run = 1; run <= mainRuns; run++) {
     if (fairRoads.length === 0) continue;
     await withServer(row, "fairness", async (server) => {
       const live = async () => {
-        const text = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+        const text = await scrapeOnce(`http://127.0.0.1:${server.port}/metrics`);
         return text
           .split("\n")
           .filter((l) => l.startsWith("streams_live{"))
@@ -660,6 +660,27 @@ for (let run = 1; run <= mainRuns; run++) {
       }
     });
   }
+}
+
+/**
+ * GET on a connection of its own. fetch() keeps its connection for the next
+ * poll, and between two fairness cases it idles as long as the server's
+ * keep-alive timeout: the server closed it as fetch reused it ("fetch failed").
+ */
+function scrapeOnce(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      res.on("end", () => resolve(body));
+      res.on("error", reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`${url} did not answer within 10 s`)));
+    req.on("error", reject);
+  });
 }
 
 // Figure 9: every core. --workers 2 against --workers 1, the server and every
