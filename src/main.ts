@@ -3,6 +3,7 @@ import { type Config, ConfigError, configHelp, parseConfig } from "./config/conf
 import { createLogger, type Logger } from "./ops/log.js";
 import { type EnvTracer, TracingConfigError, tracerFromEnv } from "./ops/otel-env.js";
 import { createServer } from "./server/server.js";
+import { exitOnStopSignals } from "./server/shutdown.js";
 import { joinPrimary } from "./server/worker-link.js";
 import { runPrimary } from "./server/workers.js";
 import { serviceVersion } from "./shared/version.js";
@@ -70,18 +71,8 @@ async function serve(config: Config, logger: Logger): Promise<void> {
   const shown = address.includes(":") ? `[${address}]` : address;
   logger.info(`listening on ${scheme}://${shown}:${port}`, { address, port, tls: Boolean(config.tlsCert) });
 
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      logger.warn("second signal, exiting now", { signal });
-      process.exit(1);
-    }
-    logger.info("signal received", { signal });
-    void server.shutdown().then(() => process.exit(0));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  // A drain that had to cut streams at the end of the grace still ends as planned: 0.
+  exitOnStopSignals(logger, () => server.shutdown().then(() => 0));
   // Only with a token file: otherwise SIGHUP keeps its default (the process ends), as before.
   // With --workers the primary passes its SIGHUP on to every worker.
   if (config.authTokenFile !== undefined) process.on("SIGHUP", () => server.reloadTokens());

@@ -1,27 +1,15 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { buildWeb } from "../web/build.js";
+import { launchChromium } from "./support/browser-clients.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
 
 // The page and EventSource in a real browser: Debian's chromium, installed by
 // scripts/setup.sh, driven by playwright-core. Every wait is on a condition
 // with a timeout, so a failure names what never happened.
-
-const chromiumPath = "/usr/bin/chromium";
-const chromiumArgs = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 describe("the web page in headless Chromium", () => {
   let browser: Browser;
@@ -40,8 +28,7 @@ describe("the web page in headless Chromium", () => {
     await new Promise<void>((resolve) => otherOrigin.listen(0, "127.0.0.1", resolve));
     otherOriginUrl = `http://127.0.0.1:${(otherOrigin.address() as AddressInfo).port}`;
     srv = await startServer({ corsOrigins: [otherOriginUrl] });
-    if (!existsSync(chromiumPath)) throw new Error(`no browser at ${chromiumPath}: run scripts/setup.sh`);
-    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs, timeout: 30_000 });
+    browser = await launchChromium();
   });
 
   after(async () => {

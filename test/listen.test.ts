@@ -45,10 +45,20 @@ describe("one port", () => {
     assert.match(reply, /^HTTP\/1\.1 404 /);
   });
 
-  it("should stream to an HTTP/1.0 client that sends no Host, and refuse an HTTP/1.1 one with 400", async () => {
+  it("should stream to an HTTP/1.0 client that sends no Host, over GET /stream and Connect, and refuse an HTTP/1.1 one with 400", async () => {
     const { reply } = await rawExchange(srv.port, "GET /stream?name=old&limit=1&interval=0s HTTP/1.0\r\n\r\n");
     assert.match(reply, /^HTTP\/1\.1 200 /);
     assert.match(reply, /Hello old, this is 0 time stream message\./);
+    const json = Buffer.from(JSON.stringify({ name: "old rpc", limit: "1" }));
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(json.length, 1);
+    const { reply: rpc } = await rawExchange(
+      srv.port,
+      "POST /stream.v1.StreamService/Stream HTTP/1.0\r\ncontent-type: application/connect+json\r\n" +
+        `content-length: ${json.length + 5}\r\n\r\n${Buffer.concat([head, json]).toString("latin1")}`,
+    );
+    assert.match(rpc, /^HTTP\/1\.1 200 /);
+    assert.match(rpc, /Hello old rpc, this is 0 time stream message\./);
     const { reply: noHost } = await rawExchange(srv.port, "GET /healthz HTTP/1.1\r\n\r\n");
     assert.match(noHost, /^HTTP\/1\.1 400 /);
     assert.deepEqual(jsonBody(noHost), { code: "invalid_argument", message: "the request has no Host header" });

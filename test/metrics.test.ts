@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import * as http from "node:http";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { StreamService } from "../gen/stream/v1/stream_pb.js";
 import { ConfigError, parseConfig } from "../src/config/config.js";
 import { durationFromMs } from "../src/shared/duration.js";
+import { drain } from "./support/clients.js";
 import { grpcCall, grpcStatusOf, requestEnvelope } from "./support/h2-grpc.js";
 import { sample, total } from "./support/metrics-text.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
@@ -31,16 +32,6 @@ async function scrape(srv: TestServer): Promise<string> {
   const res = await get(`${srv.url}/metrics`);
   assert.equal(res.status, 200);
   return res.body;
-}
-
-async function drain(iterable: AsyncIterable<unknown>): Promise<ConnectError | undefined> {
-  try {
-    for await (const _ of iterable) {
-    }
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  return undefined;
 }
 
 describe("GET /metrics", () => {

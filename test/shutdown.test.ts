@@ -52,6 +52,18 @@ describe("graceful shutdown", () => {
     assert.ok(srv.lines.some((l) => l.includes('"shut down"') && l.includes('"clean":true')));
   });
 
+  it("should exit at once with 1 on a second SIGTERM, without waiting out the first one's drain", async () => {
+    // The delay keeps the first signal's drain going for 30 s: only the second can end it sooner.
+    const srv = await startServerProcess(["--shutdown-delay", "30s"]);
+    srv.child.kill("SIGTERM");
+    await srv.waitUntil(() => srv.lines.some((l) => l.includes('"signal received"')));
+    const signalled = performance.now();
+    srv.child.kill("SIGTERM");
+    assert.equal(await srv.exited, 1);
+    assert.ok(performance.now() - signalled < 5000, "exited long before the delay was over");
+    assert.ok(srv.lines.some((l) => l.includes('"second signal, exiting now"')));
+  });
+
   it("should close idle HTTP/1.1 keep-alive connections at once rather than wait out the grace period", async () => {
     const srv = await startServer({ shutdownGraceMs: 5000 });
     const agent = new http.Agent({ keepAlive: true });

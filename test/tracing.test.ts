@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { StreamService } from "../gen/stream/v1/stream_pb.js";
 import { durationFromMs } from "../src/shared/duration.js";
 import { serviceVersion } from "../src/shared/version.js";
-import { clientCases, streamClient } from "./support/clients.js";
+import { clientCases, drain, streamClient } from "./support/clients.js";
 import { grpcCall, grpcStatusOf, requestEnvelope } from "./support/h2-grpc.js";
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "./support/otlp-receiver.js";
 import { type ServerProc, startProcess, startServerProcess, stop } from "./support/process.js";
@@ -41,16 +41,6 @@ function tracingEnv(receiver: OtlpReceiver, extra: NodeJS.ProcessEnv = {}): Node
     OTEL_EXPORTER_OTLP_PROTOCOL: undefined,
     ...extra,
   };
-}
-
-async function drain(iterable: AsyncIterable<unknown>): Promise<ConnectError | undefined> {
-  try {
-    for await (const _ of iterable) {
-    }
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  return undefined;
 }
 
 /** The server's JSON log lines with this trace id. */

@@ -67,7 +67,6 @@ export class GreetingStream implements Waiter, Deferred {
   private nextDue: number;
   private readonly started: number;
   private state: State = "new";
-  private stopReason: EndReason | undefined;
   private cutTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -148,7 +147,6 @@ export class GreetingStream implements Waiter, Deferred {
   /** Ends the stream with `error` sent to the peer, for a reason of the server's own (shutdown). */
   stop(error: ConnectError, reason: EndReason = "shutdown"): void {
     if (this.state === "done") return;
-    this.stopReason = reason;
     this.finish(reason, error);
     this.sink.end(error);
   }
@@ -213,7 +211,7 @@ export class GreetingStream implements Waiter, Deferred {
     clearTimeout(this.cutTimer);
     if (was === "waiting") this.owner.pacer.cancel(this);
     const end: StreamEnd = {
-      reason: this.stopReason ?? reason,
+      reason,
       sent: this.sent,
       durationMs: Math.round(performance.now() - this.started),
     };

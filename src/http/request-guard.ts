@@ -18,11 +18,14 @@ export function guardRequests<H extends Handler>(handler: H, onThrow: (e: unknow
     const authority = req.headers[":authority"] ?? req.headers.host;
     if (typeof authority !== "string" || authority === "") {
       // HTTP/1.0 predates Host, and probes such as `GET /healthz HTTP/1.0` still
-      // send none; only HTTP/1.1 makes it a must (RFC 9112, section 3.2).
+      // send none; only HTTP/1.1 makes it a must (RFC 9112, section 3.2). Such a
+      // request is for this server: its own address stands in, so every road
+      // (connect-node's URL included) sees one authority.
       if (req.httpVersion !== "1.0") {
         sendJsonError(res, 400, "invalid_argument", "the request has no Host header");
         return;
       }
+      req.headers.host = ownAuthority(req.socket.localAddress, req.socket.localPort);
     } else if (!validAuthority(authority)) {
       sendJsonError(res, 400, "invalid_argument", "the Host header is not a host and port");
       return;
@@ -35,6 +38,12 @@ export function guardRequests<H extends Handler>(handler: H, onThrow: (e: unknow
       else res.destroy();
     }
   }) as H;
+}
+
+/** "127.0.0.1:8080", "[::1]:8080": the address a connection reached, as a Host value. */
+function ownAuthority(address: string | undefined, port: number | undefined): string {
+  const host = address === undefined ? "localhost" : address.includes(":") ? `[${address}]` : address;
+  return port === undefined ? host : `${host}:${port}`;
 }
 
 let lastValid = "";

@@ -47,7 +47,6 @@ export async function listen(
   endStreams?: (session: http2.ServerHttp2Session) => void,
 ): Promise<Listener> {
   const sessions = new Set<http2.ServerHttp2Session>();
-  const streamCounts = new WeakMap<http2.ServerHttp2Session, number>();
   const sockets = new Set<net.Socket>();
   const track = (socket: net.Socket) => {
     sockets.add(socket);
@@ -66,11 +65,6 @@ export async function listen(
   };
   const onSession = (session: http2.ServerHttp2Session) => {
     sessions.add(session);
-    streamCounts.set(session, 0);
-    session.on("stream", (stream: http2.ServerHttp2Stream) => {
-      streamCounts.set(session, (streamCounts.get(session) ?? 0) + 1);
-      stream.once("close", () => streamCounts.set(session, (streamCounts.get(session) ?? 1) - 1));
-    });
     session.once("close", () => sessions.delete(session));
     // A peer's protocol error ends its session, never the process.
     session.on("error", (err) => logger.debug("http2 session error", { error: err.message }));
@@ -212,7 +206,7 @@ export async function listen(
   return {
     address: () => outer.address() as net.AddressInfo,
     sessions,
-    openStreams: (session) => streamCounts.get(session) ?? 0,
+    openStreams: (session) => guards.get(session)?.openStreams() ?? 0,
     sockets,
     closeIdleConnections: () => closeIdle(),
     maxConnections,

@@ -20,7 +20,7 @@ export function openFilesLimit(limitsFile = "/proc/self/limits"): number | undef
 }
 
 /** Descriptors kept for what is not a connection: stdio, the listening socket, the page's files, DNS. */
-export const RESERVED_FILES = 128;
+const RESERVED_FILES = 128;
 
 /** --max-connections, lowered when the open files limit would run out first. */
 export function connectionLimit(configured: number, openFiles: number | undefined): number {

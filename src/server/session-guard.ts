@@ -1,4 +1,5 @@
 import * as http2 from "node:http2";
+import { peerOf } from "../entries/kit/call.js";
 import type { Logger } from "../ops/log.js";
 import { jitteredAge } from "./connection-age.js";
 
@@ -39,8 +40,6 @@ export interface SessionGuardOptions {
   /** The window of maxResets. Default 10000. */
   resetWindowMs?: number;
   logger: Logger;
-  /** Called once per session that the guard itself ends, with why. */
-  onCut?: (reason: CutReason) => void;
   /** A session this old (±10% jitter) gets GOAWAY NO_ERROR and takes no new stream; 0 or unset never. */
   maxAgeMs?: number;
   /** How long after that GOAWAY its open streams may go on before endStreams() and the close. Default 0. */
@@ -80,6 +79,8 @@ export interface SessionGuard {
    * that a stream reset in the same read costs nothing.
    */
   suspicious(): boolean;
+  /** The session's streams that are open now. */
+  openStreams(): number;
 }
 
 export function guardSession(session: http2.ServerHttp2Session, options: SessionGuardOptions): SessionGuard {
@@ -95,10 +96,8 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
   let graceTimer: NodeJS.Timeout | undefined;
   let ended = false;
 
-  const peer = () => {
-    const socket = session.socket as { remoteAddress?: string; remotePort?: number } | undefined;
-    return `${socket?.remoteAddress ?? "unknown"}:${socket?.remotePort ?? 0}`;
-  };
+  // As the stream logs write it, so that one peer reads the same in both.
+  const peer = () => peerOf(session.socket);
 
   const stopTimers = () => {
     ended = true;
@@ -112,7 +111,6 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
   const cut = (reason: CutReason, how: () => void) => {
     if (ended || session.destroyed) return;
     stopTimers();
-    options.onCut?.(reason);
     const level = reason === "resets" || reason === "session_error" ? "warn" : "debug";
     options.logger[level]("http2 connection closed", { peer: peer(), reason, open_streams: open });
     how();
@@ -252,5 +250,6 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
       refill();
       return resetTokens <= options.maxResets * 0.9;
     },
+    openStreams: () => open,
   };
 }

@@ -118,3 +118,23 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
   logger.info("shut down", { clean, duration_ms: Math.round(performance.now() - began) });
   return clean;
 }
+
+/**
+ * SIGINT and SIGTERM run `stop` once and exit with the status it resolves
+ * to; a second signal, from someone who will not wait, exits at once with 1.
+ * The one process and the primary of --workers stop alike.
+ */
+export function exitOnStopSignals(logger: Logger, stop: () => Promise<number>): void {
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn("second signal, exiting now", { signal });
+      process.exit(1);
+    }
+    logger.info("signal received", { signal });
+    void stop().then((status) => process.exit(status));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}

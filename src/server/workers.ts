@@ -2,6 +2,7 @@ import cluster, { type Worker } from "node:cluster";
 import type { Config } from "../config/config.js";
 import { GroupMetrics } from "../ops/group-metrics.js";
 import type { Logger } from "../ops/log.js";
+import { exitOnStopSignals } from "./shutdown.js";
 import type { FromWorker, ToWorker } from "./worker-link.js";
 
 // --workers N, N > 1: this process is the primary of a node:cluster group. It
@@ -23,7 +24,7 @@ import type { FromWorker, ToWorker } from "./worker-link.js";
 // channel closes.
 
 /** The wait before starting a worker again after the n-th exit in a row (n from 1): none, then 0.5 s doubling to 30 s. */
-export function restartDelayMs(exitsInARow: number): number {
+function restartDelayMs(exitsInARow: number): number {
   if (exitsInARow <= 1) return 0;
   return Math.min(MAX_RESTART_DELAY_MS, FIRST_RESTART_DELAY_MS * 2 ** (exitsInARow - 2));
 }
@@ -196,18 +197,8 @@ export function runPrimary(config: Config, logger: Logger): void {
     });
   };
 
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      logger.warn("second signal, exiting now", { signal });
-      process.exit(1);
-    }
-    logger.info("signal received", { signal });
-    void shutdown().then((ok) => process.exit(ok ? 0 : 1));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  // 1 when a worker did not exit 0: the group did not drain as it should.
+  exitOnStopSignals(logger, () => shutdown().then((ok) => (ok ? 0 : 1)));
   // Each worker reads --auth-token-file itself: SIGHUP to the primary reloads it everywhere.
   if (config.authTokenFile !== undefined) {
     process.on("SIGHUP", () => {

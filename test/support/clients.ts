@@ -1,4 +1,4 @@
-import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { type Client, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { StreamService } from "../../gen/stream/v1/stream_pb.js";
 
@@ -48,4 +48,15 @@ export const clientCases: ClientCase[] = [
 
 export function streamClient(c: ClientCase, baseUrl: string): Client<typeof StreamService> {
   return createClient(StreamService, c.transport(baseUrl));
+}
+
+/** Reads a stream to its end; the error it ended with, if any. */
+export async function drain(iterable: AsyncIterable<unknown>): Promise<ConnectError | undefined> {
+  try {
+    for await (const _ of iterable) {
+    }
+  } catch (e) {
+    return ConnectError.from(e);
+  }
+  return undefined;
 }

@@ -5,7 +5,7 @@ import { Code, ConnectError, createClient, type Transport } from "@connectrpc/co
 import { codeFromHttpStatus, codeToString, errorFromJson } from "@connectrpc/connect/protocol-connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { type StreamResponse, StreamResponseSchema, StreamService } from "../../gen/stream/v1/stream_pb.js";
-import { type OpenStream, streamWithResume } from "../../src/client/resume.js";
+import { type OpenStream, sleep, streamWithResume } from "../../src/client/resume.js";
 import { type ClientKind, newTrace, recordBreak, recordMessage, type Trace } from "./traces.js";
 
 // Resuming clients of every kind Node can be, each recording the exact
@@ -326,16 +326,4 @@ async function httpError(res: http.IncomingMessage): Promise<ConnectError> {
 
 function durationOf(ms: number) {
   return create(DurationSchema, { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 });
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

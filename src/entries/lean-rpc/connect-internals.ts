@@ -1,9 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import {
-  compressionNegotiate,
-  createDeadlineSignal,
-  createMethodSerializationLookup,
-} from "@connectrpc/connect/protocol";
+import { compressionNegotiate, createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import {
   createEndStreamSerialization,
   endStreamFlag,
@@ -56,15 +52,6 @@ const endStream = createEndStreamSerialization(undefined);
 /** The last envelope of a Connect streaming response: `{}`, or `{"error": {...}}`, as connect's handler writes it. */
 export function connectEndStream(error: ConnectError | undefined): Uint8Array {
   return endStream.serialize(error === undefined ? { metadata: new Headers() } : { metadata: new Headers(), error });
-}
-
-/**
- * The deadline of a call, as connect's createHandlerContext starts it: from
- * the moment the request headers arrive (before the body is read), aborting
- * with DEADLINE_EXCEEDED "the operation timed out"; at once for 0.
- */
-export function startDeadline(timeoutMs: number | undefined): { signal: AbortSignal; cleanup(): void } {
-  return createDeadlineSignal(timeoutMs);
 }
 
 /**
