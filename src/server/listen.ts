@@ -49,6 +49,8 @@ export async function listen(
   const sessions = new Set<http2.ServerHttp2Session>();
   const sockets = new Set<net.Socket>();
   const track = (socket: net.Socket) => {
+    // From its first moment: a peer's reset is this connection's end, never the process's.
+    socket.on("error", ignoreError);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   };
@@ -90,8 +92,6 @@ export async function listen(
   const streamFilter: StreamFilter = (stream, headers, rawHeaders) => {
     if (headerListSize(rawHeaders) > config.maxHeaderBytes) {
       logger.debug("http2 header list too large", { limit: config.maxHeaderBytes });
-      // A stream closed with an error code emits 'error': nothing to report, the peer was told.
-      stream.on("error", () => {});
       stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
       return true;
     }
@@ -149,7 +149,7 @@ export async function listen(
     const withIdle = secure as unknown as { closeIdleConnections?: () => void };
     closeIdle = () => withIdle.closeIdleConnections?.();
   } else {
-    const h1 = http.createServer(http1Options, handler);
+    const h1 = http.createServer(http1Options, endUnreadRequests(handler));
     // Node's own answer to an Expect it does not know is an empty 417.
     h1.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) => {
       const body = JSON.stringify({
@@ -264,8 +264,14 @@ function clientErrorResponse(code: string | undefined): string {
   );
 }
 
+/** What a client's connection, stream or response can emit once it is gone: its end, already handled through 'close'. */
+function ignoreError(): void {}
+
 function endUnreadRequests(handler: RequestHandler): RequestHandler {
   return (req, res) => {
+    // A response written after its socket went (ERR_STREAM_DESTROYED) emits 'error' on it.
+    req.on("error", ignoreError);
+    res.on("error", ignoreError);
     // The stream's own 'finish': compat's response emits 'finish' only once the stream closed.
     if ("stream" in req) req.stream.once("finish", () => discardRestOfRequest(req.stream));
     handler(req, res);
@@ -316,6 +322,10 @@ function divertStreams(
     if (!take(stream, headers, rawHeaders)) toCompat.call(server, stream, headers, flags, rawHeaders);
   };
   const onStream: OnStream = (stream, headers, flags, rawHeaders) => {
+    // Before anything else, on every road and in every state: session.destroy(err)
+    // emits err on each of its streams, and a stream closed with a code other
+    // than NO_ERROR or CANCEL emits one too, also while it waits a turn below.
+    stream.on("error", ignoreError);
     if (!suspicious(stream)) return dispatch(stream, headers, flags, rawHeaders);
     setImmediate(() => {
       if (!stream.destroyed && !stream.closed) dispatch(stream, headers, flags, rawHeaders);
