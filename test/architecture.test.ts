@@ -4,11 +4,12 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
-// The rooms of src/ and who may enter which (docs/architecture.md). A call
-// takes one of three roads (entries/lean-rpc, entries/connect,
-// entries/http-stream), all ending in core/; what the roads share is in
-// entries/kit/. Read from the import statements of every file, so a rule
-// broken in any file fails here.
+// The rooms of src/ and who may enter which (docs/architecture.md). Every
+// request comes in through the front door (door/), which lists the roads
+// (entries/<road>) beside each other and the policies before them; every
+// road ends in core/; what the roads share is in entries/kit/ and http/.
+// connect's private API is borrowed in connect-internals/ alone. Read from
+// the import statements of every file, so a rule broken in any file fails here.
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -89,8 +90,8 @@ describe("the rooms of src/", () => {
     );
   });
 
-  it("should let the roads and their kit use only core, the kit, http, shared, gen and the logger's type", () => {
-    const allowed = ["core", "entries/kit", "http", "shared", "gen"];
+  it("should let the roads and their kit use only core, the kit, http, connect-internals, shared, gen and the logger's type", () => {
+    const allowed = ["core", "entries/kit", "http", "connect-internals", "shared", "gen"];
     assert.deepEqual(
       violations((i) => {
         const from = roomOf(i.from);
@@ -102,14 +103,35 @@ describe("the rooms of src/", () => {
     );
   });
 
-  it("should let ops and http import no road and no server", () => {
+  it("should let ops and http import no road, no front door and no server", () => {
     assert.deepEqual(
       violations((i) => {
         const from = roomOf(i.from);
         if (!["ops", "http"].includes(from) || i.target === undefined) return false;
         const to = roomOf(i.target);
-        return to.startsWith("entries/") || to === "server" || to === "config";
+        return to.startsWith("entries/") || to === "door" || to === "server" || to === "config";
       }),
+      [],
+    );
+  });
+
+  it("should keep the front door out of the server's rooms: it decides requests, the server listens", () => {
+    assert.deepEqual(
+      violations((i) => roomOf(i.from) === "door" && i.target !== undefined && roomOf(i.target) === "server"),
+      [],
+    );
+  });
+
+  it("should let only connect-internals import connect's private entry points", () => {
+    assert.deepEqual(
+      violations((i) => /^@connectrpc\/connect\/protocol/.test(i.specifier) && roomOf(i.from) !== "connect-internals"),
+      [],
+    );
+  });
+
+  it("should keep connect-internals to connect and the generated code", () => {
+    assert.deepEqual(
+      violations((i) => roomOf(i.from) === "connect-internals" && i.target !== undefined && roomOf(i.target) !== "gen"),
       [],
     );
   });

@@ -16,9 +16,6 @@ import {
   parseContentType,
 } from "@connectrpc/connect/protocol-grpc";
 import { StreamRequestSchema, StreamService } from "../gen/stream/v1/stream_pb.js";
-import { MAX_COUNTER, MAX_NAME_LENGTH } from "../src/core/greeting.js";
-import type { GreetingStreams } from "../src/core/stream-service.js";
-import { GreetingWire } from "../src/entries/kit/greeting-wire.js";
 import {
   binaryContentTypes,
   closedStreamReason,
@@ -43,7 +40,10 @@ import {
   setTrailerStatus,
   streamPath,
   trailerOk,
-} from "../src/entries/lean-rpc/connect-internals.js";
+} from "../src/connect-internals/protocol.js";
+import { MAX_COUNTER, MAX_NAME_LENGTH } from "../src/core/greeting.js";
+import type { GreetingStreams } from "../src/core/stream-service.js";
+import { GreetingWire } from "../src/entries/kit/greeting-wire.js";
 import { envelopeOf, requestEnvelope } from "./support/h2-grpc.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
 
@@ -227,8 +227,8 @@ describe("connect-internals", () => {
       const streams = srv.server.streams;
       const start = streams.start.bind(streams);
       let started = 0;
-      streams.start = (p, c, sink) => {
-        const s = start(p, c, sink);
+      streams.start = (admission, sink) => {
+        const s = start(admission, sink);
         started++;
         const begin = s.begin.bind(s);
         s.begin = () => void firstMessage.then(begin);
@@ -240,16 +240,21 @@ describe("connect-internals", () => {
       };
     }
 
-    /** Records the signal connect-node hands the handler. */
-    function recordSignals(srv: TestServer) {
+    /** Records why each stream was cancelled: on connect-node's road, the reason of the signal it hands the handler. */
+    function recordCancels(srv: TestServer) {
       const streams = srv.server.streams;
-      const open = streams.open.bind(streams);
-      const signals: AbortSignal[] = [];
-      streams.open = (p, c, s) => {
-        signals.push(s);
-        return open(p, c, s);
+      const start = streams.start.bind(streams);
+      const reasons: unknown[] = [];
+      streams.start = (admission, sink) => {
+        const s = start(admission, sink);
+        const cancel = s.cancel.bind(s);
+        s.cancel = (reason) => {
+          reasons.push(reason);
+          cancel(reason);
+        };
+        return s;
       };
-      return { signals, restore: () => delete (streams as Partial<GreetingStreams>).open };
+      return { reasons, restore: () => delete (streams as Partial<GreetingStreams>).start };
     }
 
     function call(url: string, headers: Record<string, string> = {}) {
@@ -336,14 +341,14 @@ describe("connect-internals", () => {
       ["ENHANCE_YOUR_CALM", http2.constants.NGHTTP2_ENHANCE_YOUR_CALM],
     ] as const) {
       it(`should abort the call's signal with connect-node's reason for a client reset with ${name}`, async () => {
-        const i = recordSignals(off);
+        const i = recordCancels(off);
         try {
           const c = call(off.url);
           c.req.end(requestEnvelope({ interval: { seconds: 3600n, nanos: 0 } }));
           await eventually(() => c.responded !== undefined, 2000, "the first message");
           c.req.close(rstCode);
-          await eventually(() => i.signals[0]?.aborted === true, 2000, "the signal to abort");
-          const theirs = i.signals[0]?.reason as unknown;
+          await eventually(() => i.reasons.length > 0, 2000, "the signal to abort");
+          const theirs = i.reasons[0];
           const mine = closedStreamReason(rstCode);
           const shape = (r: unknown) => [(r as Error).name, ConnectError.from(r).code, ConnectError.from(r).rawMessage];
           assert.deepEqual(shape(mine), shape(theirs));

@@ -189,15 +189,15 @@ describe("gRPC fast path", () => {
   });
 
   it("should serve Stream itself, without connect-node's generator", async () => {
-    // connect-node pulls GreetingStreams.open(); the lean road drives start() with its own sink.
+    // connect-node's generator gives the core a sink that holds one message; the lean road's batches and flushes.
     const opened = (srv: TestServer) => {
       const seen: number[] = [];
-      const open = srv.server.streams.open.bind(srv.server.streams);
-      srv.server.streams.open = (p, c, s) => {
-        seen.push(1);
-        return open(p, c, s);
+      const start = srv.server.streams.start.bind(srv.server.streams);
+      srv.server.streams.start = (admission, sink) => {
+        if (sink.flush === undefined) seen.push(1);
+        return start(admission, sink);
       };
-      return { seen, restore: () => delete (srv.server.streams as Partial<GreetingStreams>).open };
+      return { seen, restore: () => delete (srv.server.streams as Partial<GreetingStreams>).start };
     };
     const a = opened(on);
     const b = opened(off);
@@ -241,9 +241,9 @@ describe("gRPC fast path", () => {
     const breakSecondWrite = (srv: TestServer) => {
       const streams = srv.server.streams;
       const start = streams.start.bind(streams);
-      streams.start = (p, c, sink) => {
+      streams.start = (admission, sink) => {
         let writes = 0;
-        return start(p, c, {
+        return start(admission, {
           write(counter, millis) {
             if (++writes === 2) throw new Error("disk on fire");
             return sink.write(counter, millis);

@@ -56,6 +56,9 @@ const params: fc.Parameters<unknown> = {
 
 const root = new URL("..", import.meta.url).pathname;
 
+/** GOAWAY on stream 0, last stream 0, PROTOCOL_ERROR: RFC 9113 section 6.8. */
+const GOAWAY_PROTOCOL_ERROR = Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+
 /** An input as a line of a report: bytes as text where they are text, cut to 300 characters. */
 function show(value: unknown): string {
   const text = JSON.stringify(value, (_, v) =>
@@ -289,6 +292,12 @@ describe("fuzzing over real sockets", () => {
         // The HTTP/2 preface, or the start of it, goes to the HTTP/2 server: no HTTP/1.1 answer.
         const n = Math.min(input.length, PREFACE.length);
         if (Buffer.from(input).subarray(0, n).equals(PREFACE.subarray(0, n))) return;
+        // Bytes that start like the preface ("PRI", a method HTTP/1.1 reserves for it) and then differ
+        // are an HTTP/2 client's mistake: GOAWAY PROTOCOL_ERROR, as HTTP/2 answers a bad preface.
+        if (Buffer.from(input).subarray(0, 3).toString("latin1") === "PRI") {
+          assert.ok(raw.equals(GOAWAY_PROTOCOL_ERROR), `not a GOAWAY PROTOCOL_ERROR: ${raw.toString("hex")}`);
+          return;
+        }
         // The answer to a HEAD has no body, whatever its headers announce.
         const head = Buffer.from(input).subarray(0, 5).toString("latin1") === "HEAD ";
         for (const [i, res] of parseHttp1Responses(raw).entries()) {

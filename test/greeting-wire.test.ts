@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { toBinary, toJsonString } from "@bufbuild/protobuf";
 import { StreamResponseSchema } from "../gen/stream/v1/stream_pb.js";
-import { greetingMessage } from "../src/core/stream-service.js";
+import { greetingMessage } from "../src/entries/connect/stream-generator.js";
 import { GreetingWire } from "../src/entries/kit/greeting-wire.js";
 import { EnvelopeSplitter } from "../src/entries/lean-rpc/envelope-splitter.js";
 

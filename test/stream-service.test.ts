@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { StreamParams } from "../src/core/greeting.js";
 import { type CallInfo, GreetingStreams, type StreamEnd, type StreamObserver } from "../src/core/stream-service.js";
+import { openStream } from "../src/entries/connect/stream-generator.js";
 import { durationFromMs } from "../src/shared/duration.js";
 import { assertTurns, turnProbe } from "./support/turns.js";
 
@@ -20,7 +21,7 @@ function observed(): { observer: StreamObserver; seen: Seen } {
   return {
     seen,
     observer: {
-      rejected: (_c, name, error) => seen.rejected.push({ name, code: error.code }),
+      rejected: (_c, asked, error) => seen.rejected.push({ name: asked.name ?? "", code: error.code }),
       opened: (_c, name) => seen.opened.push(name),
       ended: (_c, name, end) => seen.ended.push({ name, ...end }),
     },
@@ -29,7 +30,20 @@ function observed(): { observer: StreamObserver; seen: Seen } {
 
 let ids = 0;
 function call(deadlineAt?: number): CallInfo {
-  return { peer: "test", protocol: "test", httpVersion: "2.0", requestId: `r${ids++}`, deadlineAt };
+  return {
+    peer: "test",
+    client: "test",
+    connection: {},
+    protocol: "test",
+    httpVersion: "2.0",
+    requestId: `r${ids++}`,
+    deadlineAt,
+  };
+}
+
+/** connect-node's generator over the core, as its road calls it. */
+function open(streams: GreetingStreams, p: StreamParams, c: CallInfo, signal: AbortSignal) {
+  return openStream(streams, p, c, signal, () => {});
 }
 
 function params(init: Partial<StreamParams> = {}): StreamParams {
@@ -50,10 +64,10 @@ describe("GreetingStreams", () => {
     it("should count a stream from its first message until it ends, however it ends", async () => {
       const { observer, seen } = observed();
       const streams = new GreetingStreams({ observers: [observer] });
-      const byLimit = streams.open(params({ limit: 2n }), call(), new AbortController().signal);
-      const byReturn = streams.open(params(), call(), new AbortController().signal);
+      const byLimit = open(streams, params({ limit: 2n }), call(), new AbortController().signal);
+      const byReturn = open(streams, params(), call(), new AbortController().signal);
       const aborted = new AbortController();
-      const byAbort = streams.open(params({ interval: durationFromMs(60_000) }), call(), aborted.signal);
+      const byAbort = open(streams, params({ interval: durationFromMs(60_000) }), call(), aborted.signal);
       await Promise.all([byLimit.next(), byReturn.next(), byAbort.next()]);
       assert.equal(streams.liveCount, 3);
       await byLimit.next();
@@ -67,20 +81,23 @@ describe("GreetingStreams", () => {
       assert.equal(streams.liveCount, 0);
       assert.equal(streams.pacer.pending, 0);
       assert.equal(streams.pacer.timers, 0);
+      streams.flushObservers();
       assert.deepEqual(seen.opened, ["Ada", "Ada", "Ada"]);
+      streams.flushObservers();
       assert.equal(seen.ended.length, 3);
     });
 
     it("should refuse a stream past maxStreams with RESOURCE_EXHAUSTED, and take one again once a slot frees", async () => {
       const { observer, seen } = observed();
       const streams = new GreetingStreams({ maxStreams: 1, observers: [observer] });
-      const first = streams.open(params(), call(), new AbortController().signal);
+      const first = open(streams, params(), call(), new AbortController().signal);
       await first.next();
-      const error = await failure(streams.open(params(), call(), new AbortController().signal).next());
+      const error = await failure(open(streams, params(), call(), new AbortController().signal).next());
       assert.equal(error.code, Code.ResourceExhausted);
+      streams.flushObservers();
       assert.deepEqual(seen.rejected, [{ name: "Ada", code: Code.ResourceExhausted }]);
       await first.return(undefined);
-      const again = streams.open(params({ limit: 1n }), call(), new AbortController().signal);
+      const again = open(streams, params({ limit: 1n }), call(), new AbortController().signal);
       assert.equal((await again.next()).value?.counter, 0n);
     });
 
@@ -88,12 +105,15 @@ describe("GreetingStreams", () => {
       const { observer, seen } = observed();
       const streams = new GreetingStreams({ observers: [observer] });
       const error = await failure(
-        streams.open(params({ name: "x".repeat(101) }), call(), new AbortController().signal).next(),
+        open(streams, params({ name: "x".repeat(101) }), call(), new AbortController().signal).next(),
       );
       assert.equal(error.code, Code.InvalidArgument);
       assert.equal(streams.liveCount, 0);
+      streams.flushObservers();
       assert.deepEqual(seen.opened, []);
+      streams.flushObservers();
       assert.deepEqual(seen.ended, []);
+      streams.flushObservers();
       assert.equal(seen.rejected.length, 1);
     });
   });
@@ -103,11 +123,13 @@ describe("GreetingStreams", () => {
       const { observer, seen } = observed();
       const streams = new GreetingStreams({ observers: [observer] });
       const got: bigint[] = [];
-      for await (const m of streams.open(params({ startAt: 5n, limit: 3n }), call(), new AbortController().signal)) {
+      for await (const m of open(streams, params({ startAt: 5n, limit: 3n }), call(), new AbortController().signal)) {
         got.push(m.counter);
       }
       assert.deepEqual(got, [5n, 6n, 7n]);
+      streams.flushObservers();
       assert.equal(seen.ended[0]?.reason, "limit");
+      streams.flushObservers();
       assert.equal(seen.ended[0]?.sent, 3);
       assert.equal(streams.messagesSent, 3);
     });
@@ -120,12 +142,13 @@ describe("GreetingStreams", () => {
         new ConnectError("the operation timed out", Code.DeadlineExceeded),
       ]) {
         const abort = new AbortController();
-        const it = streams.open(params({ interval: durationFromMs(60_000) }), call(), abort.signal);
+        const it = open(streams, params({ interval: durationFromMs(60_000) }), call(), abort.signal);
         await it.next();
         const waiting = it.next();
         abort.abort(reason);
         assert.equal(await failure(waiting), reason);
       }
+      streams.flushObservers();
       assert.deepEqual(
         seen.ended.map((e) => [e.reason, e.error?.code]),
         [
@@ -139,22 +162,30 @@ describe("GreetingStreams", () => {
       const { observer, seen } = observed();
       const streams = new GreetingStreams({ observers: [observer] });
       const abort = new AbortController();
-      const it = streams.open(params({ interval: durationFromMs(60_000) }), call(performance.now() + 20), abort.signal);
+      const it = open(
+        streams,
+        params({ interval: durationFromMs(60_000) }),
+        call(performance.now() + 20),
+        abort.signal,
+      );
       await it.next();
       const waiting = it.next();
       await new Promise((resolve) => setTimeout(resolve, 30));
       abort.abort(new ConnectError("client reset", Code.Canceled));
       await failure(waiting);
+      streams.flushObservers();
       assert.equal(seen.ended[0]?.reason, "deadline");
     });
 
     it("should end with error when the consumer throws into it", async () => {
       const { observer, seen } = observed();
       const streams = new GreetingStreams({ observers: [observer] });
-      const it = streams.open(params(), call(), new AbortController().signal);
+      const it = open(streams, params(), call(), new AbortController().signal);
       await it.next();
       await failure(it.throw(new Error("write failed")));
+      streams.flushObservers();
       assert.equal(seen.ended[0]?.reason, "error");
+      streams.flushObservers();
       assert.equal(seen.ended[0]?.error?.rawMessage, "write failed");
     });
   });
@@ -164,7 +195,7 @@ describe("GreetingStreams", () => {
       const { observer, seen } = observed();
       const streams = new GreetingStreams({ observers: [observer] });
       const its = [0, 1, 2].map(() =>
-        streams.open(params({ interval: durationFromMs(3_600_000) }), call(), new AbortController().signal),
+        open(streams, params({ interval: durationFromMs(3_600_000) }), call(), new AbortController().signal),
       );
       await Promise.all(its.map((i) => i.next()));
       const waiting = its.map((i) => i.next());
@@ -175,11 +206,12 @@ describe("GreetingStreams", () => {
         errors.map((e) => [e.code, e.rawMessage]),
         Array(3).fill([Code.Unavailable, "server is shutting down"]),
       );
+      streams.flushObservers();
       assert.deepEqual(
         seen.ended.map((e) => e.reason),
         ["shutdown", "shutdown", "shutdown"],
       );
-      const refused = await failure(streams.open(params(), call(), new AbortController().signal).next());
+      const refused = await failure(open(streams, params(), call(), new AbortController().signal).next());
       assert.equal(refused.code, Code.Unavailable);
       assert.equal(streams.liveCount, 0);
     });
@@ -190,16 +222,18 @@ describe("GreetingStreams", () => {
       const { observer, seen } = observed();
       const streams = new GreetingStreams({ observers: [observer] });
       const abort = new AbortController();
-      const it = streams.open(params(), call(), abort.signal);
+      const it = open(streams, params(), call(), abort.signal);
       await it.next();
       // Suspended at the yield: a consumer blocked on a full window may never pull again.
       abort.abort(new ConnectError("reset", Code.Canceled));
       assert.equal(streams.liveCount, 0);
+      streams.flushObservers();
       assert.deepEqual(
         seen.ended.map((e) => e.reason),
         ["cancelled"],
       );
       await it.return(undefined);
+      streams.flushObservers();
       assert.equal(seen.ended.length, 1);
     });
   });
@@ -208,7 +242,8 @@ describe("GreetingStreams", () => {
     it("should keep to the schedule without drift: message k at first + k x interval", async () => {
       const streams = new GreetingStreams();
       const at: number[] = [];
-      for await (const _ of streams.open(
+      for await (const _ of open(
+        streams,
         params({ limit: 6n, interval: durationFromMs(100) }),
         call(),
         new AbortController().signal,
@@ -225,7 +260,7 @@ describe("GreetingStreams", () => {
 
     it("should not burst to catch up after the consumer stalled", async () => {
       const streams = new GreetingStreams();
-      const it = streams.open(params({ interval: durationFromMs(40) }), call(), new AbortController().signal);
+      const it = open(streams, params({ interval: durationFromMs(40) }), call(), new AbortController().signal);
       await it.next();
       // The consumer stalls for five intervals, then pulls as fast as it can for 100 ms:
       // on schedule from now that is 3 messages; catching up would be 8.
@@ -248,7 +283,7 @@ describe("GreetingStreams", () => {
       // 3,000 messages each, bounded: without the budget all 150,000 would go in one turn.
       const finishedAt = await Promise.all(
         Array.from({ length: 50 }, async () => {
-          for await (const _ of streams.open(params({ limit: 3000n }), call(), new AbortController().signal)) {
+          for await (const _ of open(streams, params({ limit: 3000n }), call(), new AbortController().signal)) {
           }
           return probe.turns.length;
         }),
@@ -262,10 +297,11 @@ describe("GreetingStreams", () => {
   });
 
   describe("refuse()", () => {
-    it("should report a road's own refusal to the observers like open()'s", () => {
+    it("should report a road's own refusal to the observers like admit()'s", () => {
       const { observer, seen } = observed();
       const streams = new GreetingStreams({ observers: [observer] });
-      streams.refuse(call(), "", new ConnectError("limit must be a whole number", Code.InvalidArgument));
+      streams.refuse(call(), {}, new ConnectError("limit must be a whole number", Code.InvalidArgument));
+      streams.flushObservers();
       assert.deepEqual(seen.rejected, [{ name: "", code: Code.InvalidArgument }]);
     });
   });

@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import type { LogFormat, LogLevel } from "../ops/log.js";
 import { parseDuration, formatDuration as showMs } from "../shared/duration.js";
+import { parseIpBlock } from "./ip-blocks.js";
 
 // Every limit, timeout and default of the server, each declared once in
 // `options`: the Config type, the parsing, `npm start -- --help` and the table
@@ -131,6 +132,26 @@ const origins: ValueKind<string[]> = {
   show: (v) => (v.length === 0 ? "none" : v.join(",")),
 };
 
+/** Comma-separated IP addresses and CIDR blocks. */
+const addresses: ValueKind<string[]> = {
+  accepts: "IP addresses and CIDR blocks such as 10.0.0.0/8,::1",
+  parse(raw, flag) {
+    const list = raw
+      .split(",")
+      .map((a) => a.trim())
+      .filter((a) => a !== "");
+    for (const a of list) {
+      try {
+        parseIpBlock(a);
+      } catch (e) {
+        throw new ConfigError(`--${flag}: ${(e as Error).message}`);
+      }
+    }
+    return list;
+  },
+  show: (v) => (v.length === 0 ? "none" : v.join(",")),
+};
+
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
@@ -195,6 +216,12 @@ export const options = {
     default: 50_000,
     doc: "streams open at once over all clients, per worker process (--workers N allows N times this); past it RESOURCE_EXHAUSTED",
   }),
+  maxStreamsPerClient: option(wholeNumber(0, 10_000_000), {
+    flag: "max-streams-per-client",
+    env: "MAX_STREAMS_PER_CLIENT",
+    default: 0,
+    doc: "streams open at once from one client address (IPv6: its /64; behind --trusted-proxy, the address it forwards), per worker; past it RESOURCE_EXHAUSTED / 429; 0 is a tenth of --max-streams (at least 100)",
+  }),
   workers: option(processCount(256), {
     flag: "workers",
     env: "WORKERS",
@@ -206,6 +233,31 @@ export const options = {
     env: "MAX_CONNECTIONS",
     default: 50_000,
     doc: "TCP connections open at once; past it a new one is closed at once (lowered to fit the open files limit)",
+  }),
+  maxConnectionsPerClient: option(wholeNumber(0, 10_000_000), {
+    flag: "max-connections-per-client",
+    env: "MAX_CONNECTIONS_PER_CLIENT",
+    default: 0,
+    doc: "TCP connections open at once from one client address (IPv6: its /64); a trusted proxy's are not counted; past it a new one is closed at once; 0 is a tenth of --max-connections (at least 100)",
+  }),
+  trustedProxies: option(addresses, {
+    flag: "trusted-proxy",
+    env: "TRUSTED_PROXIES",
+    default: [],
+    repeatable: true,
+    doc: "proxies (nginx in front of the fleet) whose X-Forwarded-For names the client that the per-client limits count",
+  }),
+  sendTimeoutMs: option(duration(HOUR), {
+    flag: "send-timeout",
+    env: "SEND_TIMEOUT",
+    default: 60_000,
+    doc: "a stream whose client takes nothing for this long is closed, as nginx's send_timeout; 0s never",
+  }),
+  tcpNotSentLowat: option(wholeNumber(0, 1 << 30), {
+    flag: "tcp-notsent-lowat",
+    env: "TCP_NOTSENT_LOWAT",
+    default: 131_072,
+    doc: "bytes the kernel may hold unsent per connection (TCP_NOTSENT_LOWAT, Linux), so a client that stops reading holds that much, not the 4 MiB send buffer Linux grows to; 0 leaves the kernel's default",
   }),
   maxStreamDurationMs: option(duration(7 * 24 * HOUR), {
     flag: "max-stream-duration",

@@ -1,10 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { formatDuration } from "../shared/duration.js";
 
-// The errors every road shares, and the one spelling of a code that logs,
-// metrics and JSON bodies use: the wire's ("invalid_argument"), as the
-// Connect protocol and gRPC's documentation write it.
+// The errors every road shares. Their one spelling in logs, metrics and JSON
+// bodies ("invalid_argument") is connect-internals/codes.ts's codeName().
 
 /** What every open stream ends with when the server stops, and what a new one gets while it stops. */
 export const shutdownError = new ConnectError("server is shutting down", Code.Unavailable);
@@ -26,9 +24,12 @@ export function invalidArgument(message: string): ConnectError {
   return new ConnectError(message, Code.InvalidArgument);
 }
 
-/** "invalid_argument", "resource_exhausted", ...: the Connect protocol's name of a code. */
-export function codeName(code: Code): string {
-  return codeToString(code);
+/**
+ * What a stream that took nothing for --send-timeout ends with. Its peer
+ * reads nothing, so it is for the log and the span: the connection is closed.
+ */
+export function sendTimeoutError(timeoutMs: number): ConnectError {
+  return new ConnectError(`the client read nothing for ${formatDuration(timeoutMs)}`, Code.DeadlineExceeded);
 }
 
 /** What a client may read of an error: a bug's message (unknown, internal) stays in the log. */

@@ -30,6 +30,12 @@ export interface GreetingSink {
   flush?(): boolean;
   /** The stream is over: undefined when every message was sent, else the error to send. Never after cancel(). */
   end(error: ConnectError | undefined): void;
+  /**
+   * The peer took nothing for --send-timeout: drop what is queued for it and
+   * close (its stream, or its HTTP/1.1 connection), instead of end(), whose
+   * last words it would never read. Optional: a sink without it gets end().
+   */
+  abort?(): void;
 }
 
 /** What a stream needs of the GreetingStreams that owns it. */
@@ -40,6 +46,9 @@ export interface StreamOwner {
   ended(stream: GreetingStream, end: StreamEnd): void;
   /** Counts a message sent, on every road. */
   counted(): void;
+  /** The stream waits for its peer to read (its sink said so); unblocked() when it goes on or ends. */
+  blocked(stream: GreetingStream): void;
+  unblocked(stream: GreetingStream): void;
 }
 
 type State = "new" | "running" | "blocked" | "waiting" | "deferred" | "done";
@@ -107,6 +116,7 @@ export class GreetingStream implements Waiter, Deferred {
   /** The peer read what was written: go on. */
   resume(): void {
     if (this.state !== "blocked") return;
+    this.owner.unblocked(this);
     if (this.intervalMs > 0) this.waitForNext();
     else {
       this.state = "running";
@@ -151,6 +161,14 @@ export class GreetingStream implements Waiter, Deferred {
     this.sink.end(error);
   }
 
+  /** The peer took nothing for --send-timeout (`error` says so in the log): closed, nothing more is written. */
+  stall(error: ConnectError): void {
+    if (this.state === "done") return;
+    this.finish("send_timeout", error);
+    if (this.sink.abort === undefined) this.sink.end(error);
+    else this.sink.abort();
+  }
+
   private run(): void {
     const { owner, sink } = this;
     for (let burst = 0; ; burst++) {
@@ -184,18 +202,23 @@ export class GreetingStream implements Waiter, Deferred {
       }
       this.counter = counter + 1n;
       if (!ok) {
-        this.state = "blocked";
+        this.block();
         return;
       }
       if (this.intervalMs > 0) {
         if (sink.flush?.() === false) {
-          this.state = "blocked";
+          this.block();
           return;
         }
         this.waitForNext();
         return;
       }
     }
+  }
+
+  private block(): void {
+    this.state = "blocked";
+    this.owner.blocked(this);
   }
 
   private waitForNext(): void {
@@ -210,6 +233,7 @@ export class GreetingStream implements Waiter, Deferred {
     this.state = "done";
     clearTimeout(this.cutTimer);
     if (was === "waiting") this.owner.pacer.cancel(this);
+    else if (was === "blocked") this.owner.unblocked(this);
     const end: StreamEnd = {
       reason,
       sent: this.sent,

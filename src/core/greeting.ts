@@ -36,8 +36,18 @@ export interface StreamParams {
 // split log lines just as well as "\n" does.
 const forbiddenInName = /[\p{Cc}\u2028\u2029]/u;
 
+/**
+ * The greeting around its counter, split where the counter goes: the one
+ * place the text is written. greetingText() joins it; the wire encoders
+ * (entries/kit/greeting-wire.ts) encode the two halves once per stream.
+ */
+export function greetingParts(name: string): readonly [before: string, after: string] {
+  return [`Hello ${name}, this is `, " time stream message."];
+}
+
 export function greetingText(name: string, counter: bigint): string {
-  return `Hello ${name}, this is ${counter} time stream message.`;
+  const [before, after] = greetingParts(name);
+  return `${before}${counter}${after}`;
 }
 
 export function planStream(params: StreamParams, defaultIntervalMs: number): StreamPlan {

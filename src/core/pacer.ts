@@ -40,7 +40,11 @@ export class Pacer {
   private readonly queues = new Map<number, Queue>();
   private waiting = 0;
 
-  constructor(private readonly budget: TurnBudget) {}
+  /** `onError`: a stream whose wake() throws (a bug) is told here, and the pass goes on. */
+  constructor(
+    private readonly budget: TurnBudget,
+    private readonly onError: (e: unknown) => void = () => {},
+  ) {}
 
   /** Waits in progress; 0 when every stream is sending or gone. */
   get pending(): number {
@@ -136,7 +140,11 @@ export class Pacer {
       }
       const w = q.head;
       this.cancel(w);
-      w.wake();
+      try {
+        w.wake();
+      } catch (e) {
+        this.onError(e);
+      }
     }
     if (q.head !== undefined) this.arm(q);
     else this.forget(q);

@@ -1,26 +1,36 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { StreamResponse } from "../../gen/stream/v1/stream_pb.js";
-import { maxDurationError, shutdownError } from "./errors.js";
-import { greetingText, planStream, type StreamParams, type StreamPlan } from "./greeting.js";
+import { maxDurationError, sendTimeoutError, shutdownError } from "./errors.js";
+import { planStream, type StreamParams, type StreamPlan } from "./greeting.js";
 import { type GreetingSink, GreetingStream, type StreamOwner } from "./greeting-stream.js";
+import { ObserverQueue } from "./observer-queue.js";
 import { Pacer } from "./pacer.js";
+import { StallWatch } from "./stall-watch.js";
 import { TurnBudget } from "./turn-budget.js";
 
-// The one stream implementation. Every road (the lean RPC path, connect-node,
-// GET /stream) gets its streams here: validation, pacing, limits, fairness
-// and the live-stream registry live here, so no road can skip them. A road
-// either drives a GreetingStream with a sink of its own (start()), or pulls
-// an async generator (open(), for connect-node); both are the same machine.
-// What happens around a stream (traces, logs, metrics) is the observers';
-// this file knows no transport, no logger and no tracer.
+// The one stream implementation. Every road (the lean RPC road, connect-node,
+// GET /stream) gets its streams here, in two steps: admit() validates the
+// request and checks the limits, giving the plan (the name greeted, the
+// counters, the pace); start() runs the plan into the road's sink, which the
+// road builds knowing what it will carry. Validation, pacing, limits,
+// fairness and the live-stream registry live here, so no road can skip them.
+// What happens around a stream (traces, logs, metrics) is the observers',
+// told through a queue after the stream's messages are on their way; this
+// file knows no transport, no logger and no tracer.
 
-/** Who is calling, as the road that accepted the call knows it. */
+/** Who is calling, as the front door knows it from the request's birth. */
 export interface CallInfo {
-  /** Remote address and port. */
+  /** Remote address and port, as logs show it. */
   peer: string;
-  /** "grpc", "grpc-web", "connect", "ndjson", "sse". */
+  /**
+   * The client's address, as the per-client limits count it: the peer's
+   * address, or the one a trusted proxy forwarded (IPv6 by its /64).
+   */
+  client: string;
+  /** The connection the call came on (its HTTP/2 session or its socket): streams belong to it by identity. */
+  connection: object;
+  /** "grpc", "grpc-web", "connect", "ndjson", "sse"; "" until the road knows. */
   protocol: string;
-  /** "1.1" or "2.0". */
+  /** "1.0", "1.1" or "2.0". */
   httpVersion: string;
   /** Echoed in logs and the x-request-id response header. */
   requestId: string;
@@ -35,8 +45,24 @@ export interface CallInfo {
   span?: unknown;
 }
 
+/** What a refused client asked for, as far as it could be read before the refusal: for its log line. */
+export interface Asked {
+  name?: string | undefined;
+  interval?: string | undefined;
+  limit?: string | undefined;
+  startAt?: string | undefined;
+}
+
 /** Why a stream ended, as logs and metrics report it. */
-export type EndReason = "limit" | "cancelled" | "deadline" | "shutdown" | "max_duration" | "max_age" | "error";
+export type EndReason =
+  | "limit"
+  | "cancelled"
+  | "deadline"
+  | "shutdown"
+  | "max_duration"
+  | "max_age"
+  | "send_timeout"
+  | "error";
 
 export interface StreamEnd {
   reason: EndReason;
@@ -45,13 +71,23 @@ export interface StreamEnd {
   error?: ConnectError;
 }
 
-/** Watches stream life cycles (traces, logs, metrics). Called once per call, never per message, in the order given. */
+/**
+ * Watches stream life cycles (traces, logs, metrics). Called once per call,
+ * never per message, in the order given, a few turns after the fact at
+ * most: `at` is when it happened (Date.now()).
+ */
 export interface StreamObserver {
-  /** A call refused before its stream opened: bad input, too many streams, shutting down. */
-  rejected?(call: CallInfo, name: string, error: ConnectError): void;
-  opened?(call: CallInfo, name: string): void;
+  /** A call refused before its stream opened: bad input, too many streams, no token, shutting down. */
+  rejected?(call: CallInfo, asked: Asked, error: ConnectError, at: number): void;
+  opened?(call: CallInfo, name: string, at: number): void;
   /** Once per opened stream, whatever ended it. */
-  ended?(call: CallInfo, name: string, end: StreamEnd): void;
+  ended?(call: CallInfo, name: string, end: StreamEnd, at: number): void;
+}
+
+/** A request the server has agreed to serve: what start() runs. Start it in the same turn it was admitted. */
+export interface Admission {
+  readonly plan: StreamPlan;
+  readonly call: CallInfo;
 }
 
 export interface StreamServiceOptions {
@@ -59,15 +95,21 @@ export interface StreamServiceOptions {
   defaultIntervalMs?: number;
   /** Streams open at once; past it a call fails with RESOURCE_EXHAUSTED. Default 50000. */
   maxStreams?: number;
+  /** Streams open at once from one client address (CallInfo.client); past it RESOURCE_EXHAUSTED. Default maxStreams. */
+  maxStreamsPerClient?: number;
   /**
    * A stream open this long ends with UNAVAILABLE (which resuming clients
    * retry from the next counter), reported as "max_duration". Default 0: never.
    */
   maxDurationMs?: number;
+  /** A stream whose peer takes nothing for this long is closed, reported as "send_timeout". Default 0: never. */
+  sendTimeoutMs?: number;
   /** How long all streams together may run in one turn of the event loop before yielding to I/O. Default 10. */
   turnSliceMs?: number;
   /** Told of every call, in this order. Default none. */
   observers?: readonly StreamObserver[];
+  /** A bug in an observer or a sink, caught so that it ends no other stream. Default: ignored. */
+  onError?: (e: unknown) => void;
 }
 
 export { type GreetingSink, GreetingStream };
@@ -76,26 +118,41 @@ export class GreetingStreams implements StreamOwner {
   readonly budget: TurnBudget;
   readonly pacer: Pacer;
   private readonly live = new Set<GreetingStream>();
+  private readonly perClient = new Map<string, number>();
   private readonly defaultIntervalMs: number;
   private readonly maxStreams: number;
+  private readonly maxStreamsPerClient: number;
   private readonly maxDurationMs: number;
-  private readonly observers: readonly StreamObserver[];
+  private readonly events: ObserverQueue;
+  private readonly stalls: StallWatch<GreetingStream> | undefined;
   private stopping: ConnectError | undefined;
   /** Messages sent by every stream since start: a plain count, cheap enough for the hot loop. */
   messagesSent = 0;
 
   constructor(options: StreamServiceOptions = {}) {
+    const onError = options.onError ?? (() => {});
     this.defaultIntervalMs = options.defaultIntervalMs ?? 2000;
     this.maxStreams = options.maxStreams ?? 50_000;
+    this.maxStreamsPerClient = options.maxStreamsPerClient ?? this.maxStreams;
     this.maxDurationMs = options.maxDurationMs ?? 0;
-    this.budget = new TurnBudget(options.turnSliceMs ?? 10);
-    this.pacer = new Pacer(this.budget);
-    this.observers = options.observers ?? [];
+    this.budget = new TurnBudget(options.turnSliceMs ?? 10, onError);
+    this.pacer = new Pacer(this.budget, onError);
+    this.events = new ObserverQueue(options.observers ?? [], this.budget, onError);
+    const sendTimeoutMs = options.sendTimeoutMs ?? 0;
+    if (sendTimeoutMs > 0) {
+      const error = sendTimeoutError(sendTimeoutMs);
+      this.stalls = new StallWatch(sendTimeoutMs, (s) => s.stall(error));
+    }
   }
 
   /** Streams open right now, on every road. */
   get liveCount(): number {
     return this.live.size;
+  }
+
+  /** Streams waiting for their peer to read. */
+  get blockedCount(): number {
+    return this.stalls?.size ?? 0;
   }
 
   /** Ends every open stream with `reason` (UNAVAILABLE "server is shutting down"), and refuses new ones. */
@@ -105,14 +162,14 @@ export class GreetingStreams implements StreamOwner {
   }
 
   /**
-   * Ends the open streams whose call `match` picks with `error`, reported as
-   * `reason`, and leaves new ones alone: the streams of one connection that
-   * reached its maximum age. Returns how many it stopped.
+   * Ends the open streams of one connection (by identity) with `error`,
+   * reported as `reason`: a connection that reached its maximum age.
+   * Returns how many it stopped.
    */
-  stopWhere(match: (call: CallInfo) => boolean, error: ConnectError, reason: EndReason = "max_age"): number {
+  stopConnection(connection: object, error: ConnectError, reason: EndReason = "max_age"): number {
     let stopped = 0;
     for (const s of [...this.live]) {
-      if (!match(s.call)) continue;
+      if (s.call.connection !== connection) continue;
       s.stop(error, reason);
       stopped++;
     }
@@ -120,134 +177,93 @@ export class GreetingStreams implements StreamOwner {
   }
 
   /**
-   * Reports a call a road refused before it could ask for its stream (a
-   * malformed query string), so that it is logged and counted like the
-   * refusals start() makes.
+   * Reports a call a road or the front door refused before it could be
+   * admitted (no token, a malformed query string), so that it is logged and
+   * counted like the refusals admit() makes.
    */
-  refuse(call: CallInfo, name: string, error: ConnectError): void {
-    for (const o of this.observers) o.rejected?.(call, name, error);
+  refuse(call: CallInfo, asked: Asked, error: ConnectError): void {
+    this.events.rejected(call, asked, error);
   }
 
   /**
-   * A stream for one call, writing into `sink` once begun. Throws a
-   * ConnectError when the call is refused (bad input, too many streams,
-   * shutting down): the road's status is still its own to choose then.
+   * Validates a request and checks the limits. Throws a ConnectError when
+   * the call is refused (bad input, too many streams, shutting down), after
+   * reporting it: the road's status is still its own to choose then.
    */
-  start(params: StreamParams, call: CallInfo, sink: GreetingSink): GreetingStream {
-    let plan: StreamPlan;
+  admit(params: StreamParams, call: CallInfo): Admission {
     try {
       if (this.stopping !== undefined) throw this.stopping;
       if (this.live.size >= this.maxStreams) {
         throw new ConnectError("too many open streams (try again later)", Code.ResourceExhausted);
       }
-      plan = planStream(params, this.defaultIntervalMs);
+      if ((this.perClient.get(call.client) ?? 0) >= this.maxStreamsPerClient) {
+        throw new ConnectError("too many open streams from this address (try again later)", Code.ResourceExhausted);
+      }
+      return { plan: planStream(params, this.defaultIntervalMs), call };
     } catch (e) {
       const error = ConnectError.from(e);
-      for (const o of this.observers) o.rejected?.(call, params.name, error);
+      this.events.rejected(call, askedOf(params), error);
       throw error;
     }
+  }
+
+  /** Runs an admitted request into `sink`: begin() writes its first message. */
+  start(admission: Admission, sink: GreetingSink): GreetingStream {
+    const { plan, call } = admission;
     const stream = new GreetingStream(this, plan, call, sink);
     this.live.add(stream);
+    this.perClient.set(call.client, (this.perClient.get(call.client) ?? 0) + 1);
     if (this.maxDurationMs > 0)
       stream.stopAfter(this.maxDurationMs, (next) => maxDurationError(this.maxDurationMs, next));
-    for (const o of this.observers) o.opened?.(call, plan.name);
+    this.events.opened(call, plan.name);
     return stream;
   }
 
-  /**
-   * The greetings for one call as an async generator, for connect-node.
-   * Validates on the first next(); ends when `signal` aborts: with its
-   * reason, or as DEADLINE_EXCEEDED when that is the reason.
-   */
-  async *open(params: StreamParams, call: CallInfo, signal: AbortSignal): AsyncGenerator<StreamResponse, void> {
-    let message: StreamResponse | undefined;
-    let ended = false;
-    let endError: ConnectError | undefined;
-    let wake: (() => void) | undefined;
-    let name = "";
-    // One message at a time: write() hands it over and says "wait" until the consumer pulls again.
-    const stream = this.start(params, call, {
-      write(counter, millis) {
-        message = greetingMessage(name, counter, millis);
-        wake?.();
-        return false;
-      },
-      end(error) {
-        ended = true;
-        endError = error;
-        wake?.();
-      },
-    });
-    name = stream.name;
-    const onAbort = () => {
-      const reason = ConnectError.from(signal.reason);
-      if (reason.code === Code.DeadlineExceeded) {
-        stream.fail(reason);
-        return;
-      }
-      // The client went away. Suspended at a yield, the generator runs again
-      // only when its consumer pulls, and a consumer may never: connect-node
-      // waits for 'drain' or 'error' after a write that filled the window, and
-      // a reset HTTP/2 response emits neither. Free the stream now.
-      stream.cancel(signal.reason);
-      ended = true;
-      endError = reason;
-      wake?.();
-    };
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort);
-    try {
-      stream.begin();
-      for (;;) {
-        if (message === undefined && !ended) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-          });
-          wake = undefined;
-        }
-        if (message !== undefined) {
-          const m = message;
-          message = undefined;
-          yield m;
-          stream.resume();
-          continue;
-        }
-        if (endError !== undefined) throw endError;
-        return;
-      }
-    } catch (e) {
-      // The consumer threw into us (a write failed), or the end we throw ourselves.
-      stream.fail(ConnectError.from(e));
-      throw e;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      // A consumer that stops pulling (client gone mid-write) ends us through return().
-      stream.cancel(signal.aborted ? signal.reason : new ConnectError("the consumer stopped", Code.Canceled));
-    }
+  /** Delivers what the observers have not heard yet, now: for a scrape, and at shutdown. */
+  flushObservers(): void {
+    this.events.flush();
   }
 
   /** StreamOwner: a stream ended. */
   ended(stream: GreetingStream, end: StreamEnd): void {
     this.live.delete(stream);
-    for (const o of this.observers) o.ended?.(stream.call, stream.name, end);
+    const client = stream.call.client;
+    const n = (this.perClient.get(client) ?? 1) - 1;
+    if (n === 0) this.perClient.delete(client);
+    else this.perClient.set(client, n);
+    this.events.ended(stream.call, stream.name, end);
   }
 
   /** StreamOwner: a message was sent. */
   counted(): void {
     this.messagesSent++;
   }
+
+  /** StreamOwner: the stream waits for its peer. */
+  blocked(stream: GreetingStream): void {
+    this.stalls?.block(stream);
+  }
+
+  unblocked(stream: GreetingStream): void {
+    this.stalls?.unblock(stream);
+  }
 }
 
-/** A greeting as the generated message type, for the roads that serialize with protobuf-es. */
-export function greetingMessage(name: string, counter: bigint, millis: number): StreamResponse {
+/** The request as its refusal's log line shows it. */
+function askedOf(params: StreamParams): Asked {
+  const { interval } = params;
   return {
-    $typeName: "stream.v1.StreamResponse",
-    message: greetingText(name, counter),
-    counter,
-    timestamp: {
-      $typeName: "google.protobuf.Timestamp",
-      seconds: BigInt(Math.floor(millis / 1000)),
-      nanos: (millis % 1000) * 1_000_000,
-    },
+    name: params.name,
+    interval: interval === undefined ? undefined : durationText(interval.seconds, interval.nanos),
+    limit: params.limit === 0n ? undefined : String(params.limit),
+    startAt: params.startAt === 0n ? undefined : String(params.startAt),
   };
+}
+
+/** A Duration as proto JSON writes one ("2s", "0.5s", "-1s"), valid or not. */
+function durationText(seconds: bigint, nanos: number): string {
+  const negative = seconds < 0n || nanos < 0;
+  const whole = seconds < 0n ? -seconds : seconds;
+  const fraction = nanos === 0 ? "" : `.${String(Math.abs(nanos)).padStart(9, "0").replace(/0+$/, "")}`;
+  return `${negative ? "-" : ""}${whole}${fraction}s`;
 }

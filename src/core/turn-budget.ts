@@ -31,8 +31,14 @@ export class TurnBudget {
   private tail: Deferred | undefined;
   private waiting = 0;
 
-  /** `sliceMs`: how long streams together may run in one turn of the event loop. */
-  constructor(readonly sliceMs = 10) {}
+  /**
+   * `sliceMs`: how long streams together may run in one turn of the event
+   * loop. `onError`: a task that throws (a bug) is told here, and the line goes on.
+   */
+  constructor(
+    readonly sliceMs = 10,
+    private readonly onError: (e: unknown) => void = () => {},
+  ) {}
 
   /** Streams waiting for a later turn. */
   get deferred(): number {
@@ -84,7 +90,11 @@ export class TurnBudget {
       if (this.head === undefined) this.tail = undefined;
       task.deferredNext = undefined;
       this.waiting--;
-      task.resumeTurn();
+      try {
+        task.resumeTurn();
+      } catch (e) {
+        this.onError(e);
+      }
     }
   };
 }

@@ -1,59 +1,60 @@
-import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { codeName, httpStatusOf } from "../connect-internals/codes.js";
+import { type NodeRequest, type NodeResponse, sendJsonError } from "./exchange.js";
+import type { Road, Route } from "./road.js";
 
-// Routes that are plain HTTP rather than RPC (GET /stream, the page, health
-// and metrics). connect-node calls this for every path it does not serve.
+// Roads that are plain HTTP rather than RPC (the ops endpoints, the web
+// page): a table of exact paths, each with its handler and the methods it
+// answers. A refusal of the front door's (no token for /metrics) is a JSON
+// error with the HTTP status the Connect protocol gives its code.
 
-type Fallback = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
-/** The request and response types connect-node hands over: HTTP/1.1's or HTTP/2's compatibility API. */
-export type NodeRequest = Parameters<Fallback>[0];
-export type NodeResponse = Parameters<Fallback>[1];
 export type PlainHandler = (req: NodeRequest, res: NodeResponse) => void;
 
-export class PlainRoutes {
-  private readonly routes = new Map<string, PlainHandler>();
-
-  /**
-   * Serves `path` (exact match, query string ignored) with `handler`. With
-   * `methods`, any other method gets 405 and an Allow header before the
-   * handler sees it.
-   */
-  add(path: string, handler: PlainHandler, methods?: readonly string[]): this {
-    if (methods === undefined) {
-      this.routes.set(path, handler);
-      return this;
-    }
-    const allow = methods.join(", ");
-    this.routes.set(path, (req, res) => {
-      if (req.method !== undefined && methods.includes(req.method)) {
-        handler(req, res);
-        return;
-      }
-      sendJsonError(res, 405, "unimplemented", `method ${req.method} not allowed on ${path}; use ${allow}`, { allow });
-    });
-    return this;
-  }
-
-  /** connect-node's fallback: the route for the path, or 404 with a Connect-style JSON error. */
-  readonly handle = (req: NodeRequest, res: NodeResponse): void => {
-    const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
-    const route = this.routes.get(path);
-    if (route !== undefined) {
-      route(req, res);
-      return;
-    }
-    sendJsonError(res, 404, "unimplemented", `no route for ${req.method} ${path}`);
-  };
+export interface PlainRoute {
+  path: string;
+  handler: PlainHandler;
+  /** Any other method gets 405 and an Allow header before the handler sees it. Default: every method. */
+  methods?: readonly string[];
+  /** Default "open". */
+  auth?: "open" | "bearer";
 }
 
-/** An error body in the Connect protocol's shape: {"code": "...", "message": "..."}. */
-export function sendJsonError(
-  res: NodeResponse,
-  status: number,
-  code: string,
-  message: string,
-  headers: Record<string, string> = {},
-): void {
-  const body = JSON.stringify({ code, message });
-  res.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-  res.end(body);
+export function plainRoad(name: string, table: readonly PlainRoute[]): Road {
+  const routes = new Map<string, Route>();
+  for (const entry of table) routes.set(entry.path, plainRoute(entry));
+  return { name, route: (head) => routes.get(head.path) };
+}
+
+/** The last road: what no other road takes is a 404, in the JSON error shape. */
+export const notFoundRoad: Road = {
+  name: "not found",
+  route: () => notFound,
+};
+
+const notFound: Route = plainRoute({
+  path: "",
+  handler: (req, res) => {
+    const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
+    sendJsonError(res, 404, "unimplemented", `no route for ${req.method} ${path}`);
+  },
+});
+
+function plainRoute({ path, handler, methods, auth = "open" }: PlainRoute): Route {
+  const allow = methods?.join(", ");
+  return {
+    auth,
+    stream: false,
+    raw: false,
+    serve(x) {
+      const t = x.transport;
+      if (t.kind !== "node") return;
+      if (methods === undefined || methods.includes(x.head.method)) return handler(t.req, t.res);
+      sendJsonError(t.res, 405, "unimplemented", `method ${x.head.method} not allowed on ${path}; use ${allow}`, {
+        allow: allow ?? "",
+      });
+    },
+    refuse(x, error) {
+      const t = x.transport;
+      if (t.kind === "node") sendJsonError(t.res, httpStatusOf(error.code), codeName(error.code), error.rawMessage);
+    },
+  };
 }

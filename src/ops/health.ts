@@ -1,7 +1,7 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import { shutdownError } from "../core/errors.js";
-import type { NodeRequest, NodeResponse } from "../http/plain-routes.js";
+import type { NodeRequest, NodeResponse } from "../http/exchange.js";
 
 // grpc.health.v1.Health (https://github.com/grpc/grpc/blob/master/doc/health-checking.md)
 // and the plain /healthz and /readyz probes, all read from one status table.

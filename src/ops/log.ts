@@ -11,11 +11,12 @@ export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 export type LogFormat = "json" | "pretty";
 export type LogFields = Record<string, string | number | boolean | undefined>;
 
+/** `at`: when it happened (Date.now()), for a line written a little later; default now. */
 export interface Logger {
-  debug(msg: string, fields?: LogFields): void;
-  info(msg: string, fields?: LogFields): void;
-  warn(msg: string, fields?: LogFields): void;
-  error(msg: string, fields?: LogFields): void;
+  debug(msg: string, fields?: LogFields, at?: number): void;
+  info(msg: string, fields?: LogFields, at?: number): void;
+  warn(msg: string, fields?: LogFields, at?: number): void;
+  error(msg: string, fields?: LogFields, at?: number): void;
 }
 
 export interface LoggerOptions {
@@ -46,10 +47,12 @@ export interface LoggerOptions {
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const format = options.format ?? "json";
+  // The time of the line being written, when the caller gave one (pino asks for it during the call).
+  let at: number | undefined;
   const pinoOptions: PinoOptions = {
     level: options.level ?? "info",
     base: options.fields ?? null,
-    timestamp: stdTimeFunctions.isoTime,
+    timestamp: () => (at === undefined ? stdTimeFunctions.isoTime() : `,"time":"${new Date(at).toISOString()}"`),
     formatters: {
       level: (label) => ({ level: label }),
       // pino's path redaction replaces whole values; a token inside a URL needs its own pass.
@@ -60,11 +63,20 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const p = pino(pinoOptions, destination(format, options.write, options.sharedOutput === true));
   // A message is ours, never client text, but a URL may end up in one.
   const clean = (msg: string) => (msg.includes("access_token") ? scrubUrl(msg) : msg);
+  const line = (write: typeof p.info, msg: string, fields: LogFields | undefined, time: number | undefined) => {
+    at = time;
+    try {
+      if (fields === undefined) write.call(p, clean(msg));
+      else write.call(p, fields, clean(msg));
+    } finally {
+      at = undefined;
+    }
+  };
   return {
-    debug: (msg, fields) => (fields === undefined ? p.debug(clean(msg)) : p.debug(fields, clean(msg))),
-    info: (msg, fields) => (fields === undefined ? p.info(clean(msg)) : p.info(fields, clean(msg))),
-    warn: (msg, fields) => (fields === undefined ? p.warn(clean(msg)) : p.warn(fields, clean(msg))),
-    error: (msg, fields) => (fields === undefined ? p.error(clean(msg)) : p.error(fields, clean(msg))),
+    debug: (msg, fields, time) => line(p.debug, msg, fields, time),
+    info: (msg, fields, time) => line(p.info, msg, fields, time),
+    warn: (msg, fields, time) => line(p.warn, msg, fields, time),
+    error: (msg, fields, time) => line(p.error, msg, fields, time),
   };
 }
 

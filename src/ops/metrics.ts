@@ -1,8 +1,8 @@
 import type { ConnectError } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { codeName } from "../core/errors.js";
-import type { CallInfo, StreamEnd, StreamObserver } from "../core/stream-service.js";
-import type { NodeRequest, NodeResponse } from "../http/plain-routes.js";
+import { codeName } from "../connect-internals/codes.js";
+import type { Asked, CallInfo, StreamEnd, StreamObserver } from "../core/stream-service.js";
+import type { NodeRequest, NodeResponse } from "../http/exchange.js";
 
 // Prometheus metrics for GET /metrics. Everything here runs once per stream
 // (the StreamObserver) or once per scrape, never once per message: the
@@ -12,6 +12,8 @@ import type { NodeRequest, NodeResponse } from "../http/plain-routes.js";
 export interface MetricsOptions {
   /** Read at scrape time: messages sent by every stream since start. */
   messagesSent(): number;
+  /** Called as a scrape begins: the stream events not yet delivered are counted first. Default none. */
+  beforeScrape?: () => void;
   /** The process group this process serves in (--workers). Default none: GET /metrics shows this process alone. */
   group?: MetricsGroup | undefined;
 }
@@ -56,7 +58,15 @@ export class Metrics implements StreamObserver {
   constructor(options: MetricsOptions) {
     const registers = [this.registry];
     collectProcessMetrics(this.registry);
-    this.live = new Gauge({ name: "streams_live", help: "Streams open now.", labelNames: ["protocol"], registers });
+    const beforeScrape = options.beforeScrape;
+    this.live = new Gauge({
+      name: "streams_live",
+      help: "Streams open now.",
+      labelNames: ["protocol"],
+      registers,
+      // First of ours: every metric after it then counts the events the stream observers were still owed.
+      ...(beforeScrape === undefined ? {} : { collect: () => beforeScrape() }),
+    });
     this.started = new Counter({
       name: "streams_started_total",
       help: "Streams opened since start.",
@@ -65,7 +75,7 @@ export class Metrics implements StreamObserver {
     });
     this.endings = new Counter({
       name: "streams_ended_total",
-      help: "Streams ended since start, by reason: limit, cancelled, deadline, shutdown, max_duration, max_age, error (includes rejected requests).",
+      help: "Streams ended since start, by reason: limit, cancelled, deadline, shutdown, max_duration, max_age, send_timeout, error (includes rejected requests).",
       labelNames: ["reason"],
       registers,
     });
@@ -95,7 +105,7 @@ export class Metrics implements StreamObserver {
     this.group?.join(this.registry);
   }
 
-  rejected(_call: CallInfo, _name: string, error: ConnectError): void {
+  rejected(_call: CallInfo, _asked: Asked, error: ConnectError): void {
     this.endings.inc({ reason: "error" });
     this.errors.inc({ code: codeName(error.code) });
   }
@@ -109,7 +119,9 @@ export class Metrics implements StreamObserver {
     this.live.dec({ protocol: call.protocol });
     this.duration.observe(end.durationMs / 1000);
     this.endings.inc({ reason: end.reason });
-    if (end.error !== undefined && end.reason !== "cancelled") this.errors.inc({ code: codeName(end.error.code) });
+    if (end.error !== undefined && end.reason !== "cancelled" && end.reason !== "send_timeout") {
+      this.errors.inc({ code: codeName(end.error.code) });
+    }
   }
 
   /** GET /metrics: the Prometheus text format. */

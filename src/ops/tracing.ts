@@ -1,5 +1,4 @@
 import { Code, type ConnectError } from "@connectrpc/connect";
-import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import {
   type Attributes,
   type Context,
@@ -26,7 +25,7 @@ import {
   RPC_SYSTEM_NAME_VALUE_GRPC,
 } from "@opentelemetry/semantic-conventions";
 import { StreamService } from "../../gen/stream/v1/stream_pb.js";
-import { codeName } from "../core/errors.js";
+import { codeName, httpStatusOf } from "../connect-internals/codes.js";
 import type { CallInfo, EndReason, StreamEnd, StreamObserver } from "../core/stream-service.js";
 
 // One server span per call, on every road, from the one place every road
@@ -70,12 +69,12 @@ const callGetter: TextMapGetter<CallInfo> = {
 export function createTracingObserver(options: TracingObserverOptions): StreamObserver {
   const { tracer } = options;
   const legacy = options.legacyAttributes === true;
-  const start = (call: CallInfo): Span => {
+  const start = (call: CallInfo, at: number): Span => {
     const parent: Context =
       call.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, call, callGetter);
     const span = tracer.startSpan(
       streamMethod,
-      { kind: SpanKind.SERVER, attributes: startAttributes(call, legacy) },
+      { kind: SpanKind.SERVER, attributes: startAttributes(call, legacy), startTime: at },
       parent,
     );
     call.span = span;
@@ -83,22 +82,29 @@ export function createTracingObserver(options: TracingObserverOptions): StreamOb
     call.trace = span.spanContext();
     return span;
   };
-  const finish = (span: Span, call: CallInfo, reason: EndReason, sent: number, error: ConnectError | undefined) => {
+  const finish = (
+    span: Span,
+    call: CallInfo,
+    reason: EndReason,
+    sent: number,
+    error: ConnectError | undefined,
+    at: number,
+  ) => {
     if (span.isRecording()) span.setAttributes(endAttributes(span, call, reason, sent, error, legacy));
-    span.end();
+    span.end(at);
   };
   return {
-    rejected(call, _name, error) {
-      finish(start(call), call, "error", 0, error);
+    rejected(call, _asked, error, at) {
+      finish(start(call, at), call, "error", 0, error, at);
     },
-    opened(call) {
-      start(call);
+    opened(call, _name, at) {
+      start(call, at);
     },
-    ended(call, _name, end: StreamEnd) {
+    ended(call, _name, end: StreamEnd, at) {
       const span = call.span as Span | undefined;
       if (span === undefined) return;
       call.span = undefined;
-      finish(span, call, end.reason, end.sent, end.error);
+      finish(span, call, end.reason, end.sent, end.error, at);
     },
   };
 }
@@ -155,7 +161,7 @@ function endAttributes(
   if (legacy && call.protocol === "connect" && code !== 0) attributes["rpc.connect_rpc.error_code"] = codeName(code);
   if (isHttpStream(call)) {
     // An error before the first message still chose the response's status; after it, 200 had left.
-    attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = sent === 0 && code !== 0 ? codeToHttpStatus(code) : 200;
+    attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = sent === 0 && code !== 0 ? httpStatusOf(code) : 200;
   }
   if (serverErrors.has(code)) {
     attributes[ATTR_ERROR_TYPE] = status ?? String(code);
@@ -172,6 +178,7 @@ function endCode(reason: EndReason, error: ConnectError | undefined): Code | 0 {
     case "cancelled":
       return Code.Canceled;
     case "deadline":
+    case "send_timeout":
       return Code.DeadlineExceeded;
     case "shutdown":
     case "max_duration":

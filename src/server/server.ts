@@ -1,23 +1,14 @@
-import type * as http from "node:http";
-import type * as http2 from "node:http2";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { file_stream_v1_stream, StreamService } from "../../gen/stream/v1/stream_pb.js";
 import type { Config } from "../config/config.js";
 import { shutdownError } from "../core/errors.js";
 import { GreetingStreams, type StreamObserver } from "../core/stream-service.js";
-import { createAuthInterceptor } from "../entries/connect/auth-interceptor.js";
-import { contextValues, createStreamRoutes } from "../entries/connect/stream-routes.js";
-import { createHttpStreamRoute } from "../entries/http-stream/http-stream.js";
-import { BearerTokens, requireBearer } from "../entries/kit/auth.js";
-import { peerOf } from "../entries/kit/call.js";
-import { createLeanRpc } from "../entries/lean-rpc/lean-rpc.js";
-import { createStaticPageRoutes } from "../entries/static-page/static-page.js";
-import { createCorsPolicy, withCors } from "../http/cors.js";
-import { PlainRoutes } from "../http/plain-routes.js";
-import { guardRequests } from "../http/request-guard.js";
+import { BearerTokens } from "../door/auth.js";
+import { ClientAddresses } from "../door/client-address.js";
+import { createFrontDoor } from "../door/front-door.js";
+import type { PlainRoute } from "../http/plain-routes.js";
 import { createHealthRoutes, createReadyzHandler, HealthStatus, handleHealthz } from "../ops/health.js";
 import type { Logger } from "../ops/log.js";
 import { Metrics, type MetricsGroup } from "../ops/metrics.js";
@@ -25,8 +16,8 @@ import type { EnvTracer } from "../ops/otel-env.js";
 import { createReflectionRoutes, DescriptorIndex } from "../ops/reflection.js";
 import { createStreamLog } from "../ops/stream-log.js";
 import { createTracingObserver, wantsLegacyRpcAttributes } from "../ops/tracing.js";
-import { closeAgedHttp1, connectionAgeError } from "./connection-age.js";
-import { type Listener, listen } from "./listen.js";
+import { connectionAgeError } from "./connection-age.js";
+import { type Listener, listen, perClientShare } from "./listen.js";
 import { shutdown } from "./shutdown.js";
 import { readTokenFile } from "./token-file.js";
 
@@ -61,9 +52,13 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
   const { tracing } = options;
   const tokenFile = config.authTokenFile;
   const tokens = tokenFile === undefined ? undefined : new BearerTokens(readTokenFile(tokenFile));
-  // Per stream, never per message: messagesSent is read only when /metrics is scraped.
   const metrics: Metrics | undefined = config.metrics
-    ? new Metrics({ messagesSent: (): number => streams.messagesSent, group: options.metricsGroup })
+    ? new Metrics({
+        // Per stream, never per message: read only when /metrics is scraped, after what the observers owe.
+        messagesSent: (): number => streams.messagesSent,
+        beforeScrape: () => streams.flushObservers(),
+        group: options.metricsGroup,
+      })
     : undefined;
   const observers: StreamObserver[] = [];
   // First: it gives the call the trace and span ids that the log lines carry.
@@ -75,8 +70,11 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
   const streams = new GreetingStreams({
     defaultIntervalMs: config.defaultIntervalMs,
     maxStreams: config.maxStreams,
+    maxStreamsPerClient: config.maxStreamsPerClient || perClientShare(config.maxStreams),
     maxDurationMs: config.maxStreamDurationMs,
+    sendTimeoutMs: config.sendTimeoutMs,
     observers,
+    onError: (e) => logger.error("stream bookkeeping failed", { error: e instanceof Error ? e.message : String(e) }),
   });
   const health = new HealthStatus([StreamService.typeName]);
   // Aborted when shutdown starts, so reflection streams end then instead of holding the grace period.
@@ -87,54 +85,32 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
     file_grpc_reflection_v1_reflection,
     file_grpc_reflection_v1alpha_reflection,
   ]);
-  const plain = new PlainRoutes();
   // Probes and scrapers read; nothing else has a meaning here (TRACE least of all).
   const readOnly = ["GET", "HEAD"];
-  plain.add("/healthz", handleHealthz, readOnly);
-  plain.add("/readyz", createReadyzHandler(health), readOnly);
-  if (metrics) {
-    plain.add(
-      "/metrics",
-      tokens && config.authMetrics ? requireBearer(tokens, metrics.handle) : metrics.handle,
-      readOnly,
-    );
-  }
-  plain.add("/stream", createHttpStreamRoute({ streams, heartbeatMs: config.heartbeatMs, tokens }));
-  for (const [path, route] of createStaticPageRoutes()) plain.add(path, route);
-  const toConnect = withCors(
-    connectNodeAdapter({
-      routes: (router) => {
-        createStreamRoutes(streams)(router);
-        createHealthRoutes(health)(router);
-        createReflectionRoutes(reflection, { stopping: draining.signal })(router);
-      },
-      contextValues,
-      // Health stays open: probes and load balancers call it without a token.
-      interceptors: tokens ? [createAuthInterceptor({ tokens, streams, openServices: [Health.typeName] })] : [],
-      readMaxBytes: config.maxRequestBytes,
-      fallback: plain.handle,
-    }),
-    { allowedOrigins: config.corsOrigins },
-  );
-  // The lean road takes Stream over every RPC protocol before connect-node sees it (--fast-path off: never).
-  const lean = config.fastPath
-    ? createLeanRpc({
-        streams,
-        readMaxBytes: config.maxRequestBytes,
-        cors: createCorsPolicy({ allowedOrigins: config.corsOrigins }),
-        tokens,
-        logger,
-      })
-    : undefined;
-  const handler = guardRequests<typeof toConnect>(
-    lean === undefined
-      ? toConnect
-      : (req, res) => {
-          if (!("stream" in req) && lean.takeRequest(req, res as http.ServerResponse)) return;
-          toConnect(req, res);
-        },
-    (e) => logger.warn("request handler failed", { error: e instanceof Error ? e.message : String(e) }),
-  );
+  const opsEndpoints: PlainRoute[] = [
+    { path: "/healthz", handler: handleHealthz, methods: readOnly },
+    { path: "/readyz", handler: createReadyzHandler(health), methods: readOnly },
+    ...(metrics
+      ? [
+          {
+            path: "/metrics",
+            handler: metrics.handle,
+            methods: readOnly,
+            auth: config.authMetrics ? "bearer" : "open",
+          } as const,
+        ]
+      : []),
+  ];
+  const clients = new ClientAddresses(config.trustedProxies);
+  const intake = createFrontDoor({
+    config,
+    streams,
+    logger,
+    clients,
+    tokens,
+    opsEndpoints,
+    rpcServices: [createHealthRoutes(health), createReflectionRoutes(reflection, { stopping: draining.signal })],
+  });
   let listener: Listener | undefined;
   let closing: Promise<boolean> | undefined;
   const onDraining = () => {
@@ -145,18 +121,13 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
     streams,
     health,
     async listen() {
-      // A connection past its --max-connection-age grace: its streams end with UNAVAILABLE, and resuming clients go on.
-      const endStreams = (session: http2.ServerHttp2Session) => {
-        const peer = peerOf(session.socket);
-        streams.stopWhere((call) => call.peer === peer, connectionAgeError);
-      };
-      listener = await listen(
-        config,
-        closeAgedHttp1(handler, config.maxConnectionAgeMs),
+      listener = await listen(config, {
+        intake,
+        clients,
         logger,
-        lean?.takeStream,
-        endStreams,
-      );
+        // A connection past its --max-connection-age grace: its streams end with UNAVAILABLE, and resuming clients go on.
+        endStreams: (session) => streams.stopConnection(session, connectionAgeError),
+      });
       return listener;
     },
     shutdown() {

@@ -1,5 +1,5 @@
 import * as http2 from "node:http2";
-import { peerOf } from "../entries/kit/call.js";
+import { peerOf } from "../http/peer.js";
 import type { Logger } from "../ops/log.js";
 import { jitteredAge } from "./connection-age.js";
 

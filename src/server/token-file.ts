@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { ConfigError } from "../config/config.js";
-import { isBearerToken } from "../entries/kit/auth.js";
+import { isBearerToken } from "../door/auth.js";
 
 // --auth-token-file: one token a line; blank lines and lines starting with #
 // are skipped. Read at start (a file that cannot be read, or holds no token,

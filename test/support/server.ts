@@ -18,7 +18,11 @@ export interface TestServer {
   readonly port: number;
   /** http://127.0.0.1:PORT */
   readonly url: string;
-  /** Every log line written so far, parsed. */
+  /**
+   * Every log line written so far, parsed. Reading it first delivers what the
+   * stream observers are still owed (they run a turn or so after the fact),
+   * as a scrape of /metrics does.
+   */
   readonly logs: LogLine[];
   close(): Promise<void>;
 }
@@ -43,7 +47,10 @@ export async function startServer(overrides: Partial<Config> = {}): Promise<Test
     listener,
     port,
     url: `http://127.0.0.1:${port}`,
-    logs,
+    get logs() {
+      server.streams.flushObservers();
+      return logs;
+    },
     close: async () => {
       await server.shutdown();
     },

@@ -1,15 +1,16 @@
-import { fromJson } from "@bufbuild/protobuf";
-import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
+import type { Duration } from "@bufbuild/protobuf/wkt";
 import { invalidArgument as invalid } from "../../core/errors.js";
 import { MAX_COUNTER, type StreamParams } from "../../core/greeting.js";
+import type { Asked } from "../../core/stream-service.js";
+import { accessTokenParam, queryOf, wellEscaped } from "../../http/query-string.js";
+import { durationFromMs, parseDuration } from "../../shared/duration.js";
 
 // GET /stream's query string (and EventSource's Last-Event-ID) read as the
-// same StreamParams the RPC carries. Error messages start with the
-// parameter's name, worded like core/greeting.ts's.
+// same StreamParams the RPC carries, durations with the same parser as every
+// flag and client of the service (100ms, 1.5s, 2m). Error messages start with
+// the parameter's name, worded like core/greeting.ts's.
 
 const params = new Set(["name", "interval", "limit", "start_at"]);
-/** Read by the bearer check (kit/auth.ts), not by the stream: RFC 6750 section 2.3, for EventSource. */
-export const accessTokenParam = "access_token";
 const uint64 = /^\d{1,20}$/;
 
 /**
@@ -18,6 +19,7 @@ const uint64 = /^\d{1,20}$/;
  * and left to the bearer check.
  */
 export function parseQuery(url: string, lastEventId: string | undefined): StreamParams | undefined {
+  if (!wellEscaped(url)) throw invalid("the query string has a % that starts no escape (write %25 for a %)");
   const query = queryOf(url);
   const seen = new Set<string>();
   for (const key of query.keys()) {
@@ -52,8 +54,11 @@ export function parseQuery(url: string, lastEventId: string | undefined): Stream
   };
 }
 
-export function queryOf(url: string): URLSearchParams {
-  return new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : "");
+/** What the query asked for, as sent, for the log line of a refusal. */
+export function askedOf(url: string): Asked {
+  const query = wellEscaped(url) ? queryOf(url) : new URLSearchParams();
+  const text = (key: string) => query.get(key)?.slice(0, 128) ?? undefined;
+  return { name: text("name"), interval: text("interval"), limit: text("limit"), startAt: text("start_at") };
 }
 
 function counter(name: string, raw: string | null): bigint {
@@ -65,9 +70,9 @@ function counter(name: string, raw: string | null): bigint {
 
 function duration(raw: string | null): Duration | undefined {
   if (raw === null) return undefined;
-  try {
-    return fromJson(DurationSchema, raw);
-  } catch {
-    throw invalid(`interval must be a duration such as 0.5s or 2s (got ${JSON.stringify(raw)})`);
+  const ms = parseDuration(raw);
+  if (ms === undefined) {
+    throw invalid(`interval must be a duration such as 100ms, 1.5s or 2m (got ${JSON.stringify(raw.slice(0, 64))})`);
   }
+  return durationFromMs(ms);
 }

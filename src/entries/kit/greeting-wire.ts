@@ -1,25 +1,65 @@
+import { type DescMessage, ScalarType } from "@bufbuild/protobuf";
+import { TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { StreamResponseSchema } from "../../../gen/stream/v1/stream_pb.js";
+import { greetingParts } from "../../core/greeting.js";
+
 // A stream's messages as bytes, written straight from (counter, time): in the
 // protobuf binary form inside its length-prefixed envelope (gRPC, gRPC-Web,
 // Connect), or as canonical proto JSON (Connect JSON, NDJSON, SSE). Only the
 // counter and the time change from one message to the next, so everything
-// that depends on the name is encoded once per stream. Field by field as
-// protobuf-es writes them, proto3 defaults left out; test/greeting-wire.test.ts
-// holds both forms to toBinary() and toJsonString().
+// that depends on the name is encoded once per stream. The text comes from
+// core/greeting.ts and the field numbers and JSON names from the generated
+// StreamResponseSchema, checked when this file loads: a change to the proto
+// that this encoder does not follow stops the server at start, not a client
+// at its first message. test/greeting-wire.test.ts holds both forms to
+// toBinary() and toJsonString().
+
+const VARINT = 0;
+const LENGTH_DELIMITED = 2;
+
+/** A field's tag byte and JSON name, after checking that it is what this encoder writes. */
+function field(
+  schema: DescMessage,
+  name: string,
+  kind: { scalar: ScalarType } | { message: DescMessage },
+): { tag: number; json: string } {
+  const f = schema.fields.find((x) => x.name === name);
+  const ok =
+    f !== undefined &&
+    f.number < 16 &&
+    ("scalar" in kind
+      ? f.fieldKind === "scalar" && f.scalar === kind.scalar
+      : f.fieldKind === "message" && f.message.typeName === kind.message.typeName);
+  if (!ok) {
+    throw new Error(
+      `${schema.typeName}.${name} is not the field greeting-wire.ts encodes: update it to follow the proto`,
+    );
+  }
+  const wire = "scalar" in kind && kind.scalar !== ScalarType.STRING ? VARINT : LENGTH_DELIMITED;
+  return { tag: (f.number << 3) | wire, json: f.jsonName };
+}
+
+const MESSAGE = field(StreamResponseSchema, "message", { scalar: ScalarType.STRING });
+const COUNTER = field(StreamResponseSchema, "counter", { scalar: ScalarType.UINT64 });
+const TIMESTAMP = field(StreamResponseSchema, "timestamp", { message: TimestampSchema });
+const SECONDS = field(TimestampSchema, "seconds", { scalar: ScalarType.INT64 });
+const NANOS = field(TimestampSchema, "nanos", { scalar: ScalarType.INT32 });
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const TEXT_SUFFIX = " time stream message.";
 
 export class GreetingWire {
   private readonly prefix: Buffer;
-  private readonly suffix = Buffer.from(TEXT_SUFFIX, "utf8");
+  private readonly suffix: Buffer;
   private readonly jsonPrefix: string;
   private readonly jsonSuffix: string;
 
   constructor(name: string) {
-    this.prefix = Buffer.from(`Hello ${name}, this is `, "utf8");
+    const [before, after] = greetingParts(name);
+    this.prefix = Buffer.from(before, "utf8");
+    this.suffix = Buffer.from(after, "utf8");
     // JSON escapes character by character, so the escaped halves join around the digits.
-    this.jsonPrefix = `{"message":${JSON.stringify(`Hello ${name}, this is `).slice(0, -1)}`;
-    this.jsonSuffix = `${JSON.stringify(TEXT_SUFFIX).slice(1)}`;
+    this.jsonPrefix = `{"${MESSAGE.json}":${JSON.stringify(before).slice(0, -1)}`;
+    this.jsonSuffix = `${JSON.stringify(after).slice(1)}`;
   }
 
   /** The message as a gRPC / Connect envelope: flags 0, big-endian length, then the protobuf. */
@@ -35,23 +75,23 @@ export class GreetingWire {
     buf[0] = 0;
     buf.writeUInt32BE(size, 1);
     let o = 5;
-    buf[o++] = 0x0a; // field 1, message: length-delimited
+    buf[o++] = MESSAGE.tag;
     o = writeVarint(buf, o, textBytes);
     o += this.prefix.copy(buf, o);
     o += buf.write(digits, o, "latin1");
     o += this.suffix.copy(buf, o);
     if (counter !== 0n) {
-      buf[o++] = 0x10; // field 2, counter: varint
+      buf[o++] = COUNTER.tag;
       o = counter <= MAX_SAFE ? writeVarint(buf, o, Number(counter)) : writeBigVarint(buf, o, counter);
     }
-    buf[o++] = 0x1a; // field 3, timestamp: length-delimited
+    buf[o++] = TIMESTAMP.tag;
     o = writeVarint(buf, o, tsBytes);
     if (seconds !== 0) {
-      buf[o++] = 0x08;
+      buf[o++] = SECONDS.tag;
       o = writeVarint(buf, o, seconds);
     }
     if (nanos !== 0) {
-      buf[o++] = 0x10;
+      buf[o++] = NANOS.tag;
       writeVarint(buf, o, nanos);
     }
     return buf;
@@ -59,8 +99,8 @@ export class GreetingWire {
 
   /** The message as canonical proto JSON, as toJsonString() writes it with default options. */
   json(counter: bigint, millis: number): string {
-    const c = counter === 0n ? "" : `,"counter":"${counter}"`;
-    return `${this.jsonPrefix}${counter}${this.jsonSuffix}${c},"timestamp":"${timestampJson(millis)}"}`;
+    const c = counter === 0n ? "" : `,"${COUNTER.json}":"${counter}"`;
+    return `${this.jsonPrefix}${counter}${this.jsonSuffix}${c},"${TIMESTAMP.json}":"${timestampJson(millis)}"}`;
   }
 }
 

@@ -1,4 +1,4 @@
-import { envelopeTooLarge, incompleteEnvelope } from "./connect-internals.js";
+import { envelopeTooLarge, incompleteEnvelope } from "../../connect-internals/protocol.js";
 
 // Request bodies split into envelopes the way connect's handler splits them.
 

@@ -1,27 +1,26 @@
 import type { ConnectError } from "@connectrpc/connect";
-import type { GreetingWire } from "../kit/greeting-wire.js";
 import {
   binaryContentTypes,
   connectEndStream,
   connectStreamJson,
   connectStreamProto,
+  connectTimeout,
   endStreamFlag,
+  grpcTimeout,
   grpcWebContentTypes,
   grpcWebResponseContentType,
   grpcWebTrailers,
   headerConnectAcceptEncoding,
   headerConnectAcceptEncodingCanonical,
   headerConnectEncoding,
-  headerConnectTimeout,
   headerGrpcAcceptEncoding,
   headerGrpcAcceptEncodingCanonical,
   headerGrpcEncoding,
-  headerGrpcTimeout,
-  parseConnectTimeout,
-  parseTimeout,
   responseContentType,
   trailerFlag,
-} from "./connect-internals.js";
+} from "../../connect-internals/protocol.js";
+import type { TimeoutReader } from "../../http/road.js";
+import type { GreetingWire } from "../kit/greeting-wire.js";
 
 // The three RPC protocols the lean path speaks for Stream, as data: what
 // differs between gRPC, gRPC-Web and Connect is the content type, the names of
@@ -35,8 +34,8 @@ export interface RpcProtocol {
   readonly contentType: string;
   /** False for Connect JSON only. */
   readonly binary: boolean;
-  readonly timeoutHeader: string;
-  parseTimeout: typeof parseTimeout;
+  /** Where the protocol carries its timeout: the front door's deadline policy reads it. */
+  readonly timeout: TimeoutReader;
   readonly encodingHeader: string;
   readonly acceptEncodingHeader: string;
   /** The spelling connect passes to compressionNegotiate. */
@@ -52,8 +51,7 @@ export interface RpcProtocol {
 }
 
 const grpcHeaders = {
-  timeoutHeader: headerGrpcTimeout,
-  parseTimeout,
+  timeout: grpcTimeout,
   encodingHeader: headerGrpcEncoding,
   acceptEncodingHeader: headerGrpcAcceptEncoding,
   acceptEncodingCanonical: headerGrpcAcceptEncodingCanonical,
@@ -84,8 +82,7 @@ const grpcWeb: RpcProtocol = {
 };
 
 const connectHeaders = {
-  timeoutHeader: headerConnectTimeout,
-  parseTimeout: parseConnectTimeout,
+  timeout: connectTimeout,
   encodingHeader: headerConnectEncoding,
   acceptEncodingHeader: headerConnectAcceptEncoding,
   acceptEncodingCanonical: headerConnectAcceptEncodingCanonical,
@@ -116,6 +113,9 @@ const connectJson: RpcProtocol = {
     return buf;
   },
 };
+
+/** Every protocol the lean road speaks. */
+export const rpcProtocols: readonly RpcProtocol[] = [grpc, grpcWeb, connectProto, connectJson];
 
 /**
  * The protocol of a request by its content type, as clients spell it, when

@@ -1,6 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { type PlainHandler, sendJsonError } from "../../http/plain-routes.js";
+import { sendJsonError } from "../../http/exchange.js";
+import { type PlainRoute, plainRoad } from "../../http/plain-routes.js";
+import type { Road } from "../../http/road.js";
 
 // Serves the web page that `npm run build:web` writes to web/dist/. Files are
 // read on each request (three small files), so a rebuild shows without a
@@ -19,15 +21,19 @@ const files: ReadonlyArray<[path: string, file: string, type: string]> = [
 // Everything the page needs comes from this origin; the stream goes over fetch to it.
 const csp = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-/** [path, handler] pairs for PlainRoutes.add(). */
-export function createStaticPageRoutes(dir: string = webDist): Array<[string, PlainHandler]> {
-  return files.map(([path, file, type]) => [
+/** The page's road: its three files, GET and HEAD only. */
+export function createStaticPageRoad(dir: string = webDist): Road {
+  return plainRoad(
+    "the web page",
+    files.map(([path, file, type]) => pageFile(dir, path, file, type)),
+  );
+}
+
+function pageFile(dir: string, path: string, file: string, type: string): PlainRoute {
+  return {
     path,
-    (req, res) => {
-      if (req.method !== "GET" && req.method !== "HEAD") {
-        sendJsonError(res, 405, "unimplemented", `method ${req.method} not allowed on ${path}`, { allow: "GET, HEAD" });
-        return;
-      }
+    methods: ["GET", "HEAD"],
+    handler: (req, res) => {
       readFile(`${dir}/${file}`).then(
         (body) => {
           res.writeHead(200, {
@@ -43,5 +49,5 @@ export function createStaticPageRoutes(dir: string = webDist): Array<[string, Pl
         () => sendJsonError(res, 503, "unavailable", "the web page is not built: run `npm run build:web`"),
       );
     },
-  ]);
+  };
 }

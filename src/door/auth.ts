@@ -1,16 +1,12 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
-import { codeName } from "../../core/errors.js";
-import { type NodeResponse, type PlainHandler, sendJsonError } from "../../http/plain-routes.js";
 
-// Bearer tokens (RFC 6750), checked the same way on every road: the gRPC lean
-// path before it reads the request, connect-node in an interceptor (Stream
-// and reflection), GET /stream (which also takes ?access_token=, for
-// EventSource), and /metrics when asked. A token never leaves this file: no
-// error message, log line or metric label carries it. Messages avoid ":"
-// and ";": connect percent-encodes them in grpc-message, and grpc-js
-// (decodeURI) leaves them encoded.
+// Bearer tokens (RFC 6750), checked once, at the front door, for every route
+// that needs one (Stream on every protocol, reflection, GET /stream with its
+// ?access_token= for EventSource, /metrics with --auth-metrics on). A token
+// never leaves this file: no error message, log line or metric label carries
+// it. Messages avoid ":" and ";": connect percent-encodes them in
+// grpc-message, and grpc-js (decodeURI) leaves them encoded.
 
 /** RFC 6750's b64token: what may follow "Bearer ". */
 const b64token = /^[A-Za-z0-9\-._~+/]+=*$/;
@@ -56,7 +52,7 @@ function digest(token: string): Buffer {
   return createHash("sha256").update(token, "utf8").digest();
 }
 
-/** Why a call was refused: the error for RPCs, and the WWW-Authenticate challenge for plain HTTP. */
+/** Why a call was refused: the error for RPCs, and the WWW-Authenticate challenge every answer carries. */
 export interface AuthFailure {
   error: ConnectError;
   challenge: string;
@@ -97,22 +93,4 @@ export function authenticate(tokens: BearerTokens | undefined, credentials: Cred
 function failure(code: Code, message: string, error?: string): AuthFailure {
   const challenge = error === undefined ? `Bearer realm="${realm}"` : `Bearer realm="${realm}", error="${error}"`;
   return { error: new ConnectError(message, code), challenge };
-}
-
-/** The plain HTTP answer: 401 (400 for a malformed request) with WWW-Authenticate and a Connect-style JSON error. */
-export function sendAuthFailure(res: NodeResponse, failure: AuthFailure, headers: Record<string, string> = {}): void {
-  const { error } = failure;
-  sendJsonError(res, codeToHttpStatus(error.code), codeName(error.code), error.rawMessage, {
-    ...headers,
-    "www-authenticate": failure.challenge,
-  });
-}
-
-/** `handler`, behind the Authorization header (for /metrics with --auth-metrics on). */
-export function requireBearer(tokens: BearerTokens, handler: PlainHandler): PlainHandler {
-  return (req, res) => {
-    const denied = authenticate(tokens, { authorization: req.headers.authorization });
-    if (denied === undefined) handler(req, res);
-    else sendAuthFailure(res, denied);
-  };
 }

@@ -1,38 +1,62 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionNegotiate, createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import {
+  contentTypeStreamJson,
+  contentTypeStreamProto,
   createEndStreamSerialization,
   endStreamFlag,
+  headerTimeout as headerConnectTimeoutName,
+  headerStreamAcceptEncoding,
+  headerStreamEncoding,
   parseTimeout as parseConnectTimeout,
 } from "@connectrpc/connect/protocol-connect";
-import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import {
+  contentTypeProto as grpcContentTypeProto,
+  headerAcceptEncoding as headerGrpcAcceptEncodingName,
+  headerEncoding as headerGrpcEncodingName,
+  headerTimeout as headerGrpcTimeoutName,
+  parseTimeout,
+  setTrailerStatus,
+} from "@connectrpc/connect/protocol-grpc";
+import {
+  contentTypeProto as grpcWebContentTypeProto,
+  trailerFlag,
+  trailerSerialize,
+} from "@connectrpc/connect/protocol-grpc-web";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
-import { type StreamRequest, StreamService } from "../../../gen/stream/v1/stream_pb.js";
+import { type StreamRequest, StreamService } from "../../gen/stream/v1/stream_pb.js";
 
-// Everything the lean RPC path takes from connect-es that is not its public
+// Everything the lean RPC road takes from connect-es that is not its public
 // API: private exports, which connect does not keep stable across versions
 // ("we recommend that you do so with an exact version constraint"), and the
 // texts and choices of connect's gRPC, gRPC-Web and Connect handlers that the
-// lean path must reproduce byte for byte. package.json pins @connectrpc/connect
-// and -node exactly; test/connect-internals.test.ts fails when an upgrade
-// changes any of it, and docs/architecture.md says what to do then.
+// lean road must reproduce byte for byte. Only this folder imports connect's
+// private entry points (test/architecture.test.ts holds the rule); constants
+// connect exports are imported, never copied. package.json pins
+// @connectrpc/connect and -node exactly; test/connect-internals.test.ts and
+// test/lean-rpc.test.ts fail when an upgrade changes any of it, and
+// docs/architecture.md says what to do then.
 
 export { compressionNegotiate, parseConnectTimeout, parseTimeout, setTrailerStatus };
 
 /** Request content types connect's gRPC-Web handler reads as binary (no +json, no -text), as clients spell them. */
-export const grpcWebContentTypes: readonly string[] = ["application/grpc-web", "application/grpc-web+proto"];
+export const grpcWebContentTypes: readonly string[] = ["application/grpc-web", grpcWebContentTypeProto];
+/** gRPC-Web's text mode (base64 of the binary framing), as clients spell it: connect-node answers it 415. */
+export const grpcWebTextContentTypes: readonly string[] = [
+  "application/grpc-web-text",
+  "application/grpc-web-text+proto",
+];
 /** The response content-type of connect's gRPC-Web handler for binary requests (contentTypeProto). */
-export const grpcWebResponseContentType = "application/grpc-web+proto";
-/** Connect's streaming content types (contentTypeStreamProto, contentTypeStreamJson): the response echoes the request's. */
-export const connectStreamProto = "application/connect+proto";
-export const connectStreamJson = "application/connect+json";
-/** Connect's streaming header names, lower-cased (protocol-connect/headers.js). */
-export const headerConnectTimeout = "connect-timeout-ms";
-export const headerConnectEncoding = "connect-content-encoding";
-export const headerConnectAcceptEncoding = "connect-accept-encoding";
+export const grpcWebResponseContentType = grpcWebContentTypeProto;
+/** Connect's streaming content types: the response echoes the request's. */
+export const connectStreamProto = contentTypeStreamProto;
+export const connectStreamJson = contentTypeStreamJson;
+/** Connect's streaming header names, lower-cased as Node hands them over. */
+export const headerConnectTimeout = headerConnectTimeoutName.toLowerCase();
+export const headerConnectEncoding = headerStreamEncoding.toLowerCase();
+export const headerConnectAcceptEncoding = headerStreamAcceptEncoding.toLowerCase();
 /** connect passes this spelling to compressionNegotiate for the metadata of its error. */
-export const headerConnectAcceptEncodingCanonical = "Connect-Accept-Encoding";
+export const headerConnectAcceptEncodingCanonical = headerStreamAcceptEncoding;
 /** The flags of the last envelope: a Connect end-of-stream message, gRPC-Web trailers; a request envelope with them is skipped. */
 export { endStreamFlag, trailerFlag };
 
@@ -75,17 +99,21 @@ export function closedStreamReason(rstCode: number): unknown {
 export const streamPath = `/${StreamService.typeName}/${StreamService.method.stream.name}`;
 
 /** Request content types connect's gRPC handler reads as binary (contentTypeRegExp), in the spelling clients send. */
-export const binaryContentTypes: readonly string[] = ["application/grpc", "application/grpc+proto"];
+export const binaryContentTypes: readonly string[] = ["application/grpc", grpcContentTypeProto];
 
 /** The response content-type connect's gRPC handler sends for binary requests (contentTypeProto). */
-export const responseContentType = "application/grpc+proto";
+export const responseContentType = grpcContentTypeProto;
 
-/** Header names of the gRPC protocol, lower-cased as HTTP/2 carries them (protocol-grpc/headers.js). */
-export const headerGrpcEncoding = "grpc-encoding";
-export const headerGrpcAcceptEncoding = "grpc-accept-encoding";
-export const headerGrpcTimeout = "grpc-timeout";
+/** Header names of the gRPC protocol, lower-cased as HTTP/2 carries them. */
+export const headerGrpcEncoding = headerGrpcEncodingName.toLowerCase();
+export const headerGrpcAcceptEncoding = headerGrpcAcceptEncodingName.toLowerCase();
+export const headerGrpcTimeout = headerGrpcTimeoutName.toLowerCase();
 /** connect passes this spelling to compressionNegotiate for the metadata of its error. */
-export const headerGrpcAcceptEncodingCanonical = "Grpc-Accept-Encoding";
+export const headerGrpcAcceptEncodingCanonical = headerGrpcAcceptEncodingName;
+
+/** Where each protocol family carries its timeout, read with connect's own parser. */
+export const grpcTimeout = { header: headerGrpcTimeout, parse: parseTimeout } as const;
+export const connectTimeout = { header: headerConnectTimeout, parse: parseConnectTimeout } as const;
 
 /** The trailer of a stream that ended well (grpcStatusOk). */
 export const trailerOk = Object.freeze({ "grpc-status": "0" });

@@ -1,0 +1,223 @@
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
+import type { ConnectError } from "@connectrpc/connect";
+import type { GreetingStreams } from "../core/stream-service.js";
+import {
+  answerJson,
+  answerStarted,
+  type Exchange,
+  type HttpVersion,
+  type NodeRequest,
+  type NodeResponse,
+  type RequestHead,
+  type Transport,
+} from "../http/exchange.js";
+import type { Road, Route } from "../http/road.js";
+import type { Logger } from "../ops/log.js";
+import { createCallInfo } from "./call-record.js";
+import type { ClientAddresses } from "./client-address.js";
+import type { Policy } from "./policies.js";
+
+// Every request comes in here, on either HTTP version, and is handled the
+// same way: born (its emitters' errors handled, its call record made),
+// classified once (the first road whose route() takes it), passed through
+// the policies in order, then served by its road. HTTP/2 streams arrive
+// raw, before Node's compatibility layer; a road that wants Node's request
+// and response gets a stream through that layer, which hands it back here.
+
+export interface IntakeOptions {
+  /** In the order they are asked: the first road whose route() takes a request serves it. */
+  roads: readonly Road[];
+  /** In the order they run. */
+  policies: readonly Policy[];
+  streams: GreetingStreams;
+  clients: ClientAddresses;
+  logger: Logger;
+}
+
+export interface Intake {
+  /** Node's 'request' listener: HTTP/1.1, and HTTP/2 streams back from the compatibility layer. */
+  readonly request: (req: NodeRequest, res: NodeResponse) => void;
+  /**
+   * Node's 'stream' listener, in front of the compatibility layer:
+   * `toCompat` hands the stream to it, `defer` makes it wait a turn first (a
+   * connection that has been resetting streams: one reset in the same read
+   * then costs nothing).
+   */
+  stream(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    rawHeaders: readonly string[],
+    toCompat: () => void,
+    defer: boolean,
+  ): void;
+  /** Node's answer to an Expect it does not know is an empty 417: this one says why, in JSON. */
+  readonly checkExpectation: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+}
+
+/** What a client's stream or response can emit once it is gone: its end, handled through 'close'. */
+function ignoreError(): void {}
+
+export function createIntake(options: IntakeOptions): Intake {
+  const { roads, policies, streams, clients, logger } = options;
+  /** Streams on their way through the compatibility layer, and what to do with them there. */
+  const viaCompat = new WeakMap<http2.ServerHttp2Stream, { x: Exchange; go: () => void }>();
+
+  const routeOf = (head: RequestHead): Route => {
+    for (const road of roads) {
+      const route = road.route(head);
+      if (route !== undefined) return route;
+    }
+    throw new Error("no road takes the request: the last road must take every request");
+  };
+
+  const failed = (x: Exchange, e: unknown) => {
+    logger.warn("request handler failed", { error: e instanceof Error ? e.message : String(e), path: x.head.path });
+    if (!answerStarted(x)) answerJson(x, 400, "invalid_argument", "malformed request");
+    else if (x.transport.kind === "node") x.transport.res.destroy();
+    else x.transport.stream.destroy();
+  };
+
+  /** Runs `go` with the transport the route wants: through Node's compatibility layer for a road that needs it. */
+  const onRoad = (x: Exchange, route: Route, toCompat: (() => void) | undefined, go: () => void) => {
+    const t = x.transport;
+    if (t.kind === "h2" && !route.raw && toCompat !== undefined) {
+      viaCompat.set(t.stream, { x, go });
+      toCompat();
+      // Node answered it itself (an Expect it does not know): nothing came back.
+      viaCompat.delete(t.stream);
+      return;
+    }
+    if (t.kind === "node") for (const [name, value] of Object.entries(x.responseHeaders)) t.res.setHeader(name, value);
+    try {
+      go();
+    } catch (e) {
+      failed(x, e);
+    }
+  };
+
+  const handle = (x: Exchange, toCompat?: () => void) => {
+    let route: Route;
+    try {
+      route = routeOf(x.head);
+      x.call.protocol = route.protocol?.(x.head) ?? "";
+      for (const policy of policies) {
+        const verdict = policy(x, route);
+        if (verdict === "answered") return;
+        if (verdict !== undefined) return refuse(x, route, verdict, toCompat);
+      }
+    } catch (e) {
+      return failed(x, e);
+    }
+    onRoad(x, route, toCompat, () => route.serve(x));
+  };
+
+  const refuse = (x: Exchange, route: Route, error: ConnectError, toCompat: (() => void) | undefined) => {
+    if (route.stream) streams.refuse(x.call, route.asked?.(x) ?? {}, error);
+    onRoad(x, route, toCompat, () => route.refuse(x, error));
+  };
+
+  const exchange = (head: RequestHead, transport: Transport, socket: SocketLike, connection: object): Exchange => ({
+    head,
+    transport,
+    responseHeaders: {},
+    timeoutMs: undefined,
+    call: createCallInfo({
+      socket,
+      connection,
+      client: clients.ofRequest(socket?.remoteAddress, head.headers["x-forwarded-for"]),
+      httpVersion: head.version,
+      requestIdHeader: single(head.headers["x-request-id"]),
+      traceparent: single(head.headers.traceparent),
+      tracestate: single(head.headers.tracestate),
+    }),
+  });
+
+  return {
+    request(req, res) {
+      req.on("error", ignoreError);
+      res.on("error", ignoreError);
+      if ("stream" in req) {
+        const pending = viaCompat.get(req.stream);
+        if (pending !== undefined) {
+          viaCompat.delete(req.stream);
+          pending.x.transport = { kind: "node", req, res };
+          for (const [name, value] of Object.entries(pending.x.responseHeaders)) res.setHeader(name, value);
+          try {
+            pending.go();
+          } catch (e) {
+            failed(pending.x, e);
+          }
+          return;
+        }
+      }
+      const connection = "stream" in req ? (req.stream.session ?? req.socket) : req.socket;
+      handle(exchange(nodeHead(req), { kind: "node", req, res }, req.socket, connection));
+    },
+
+    stream(stream, headers, rawHeaders, toCompat, defer) {
+      // First of all, on every road and in every state: session.destroy(err)
+      // emits err on each of its streams, and so does a stream closed with a
+      // code other than NO_ERROR or CANCEL, also while it waits a turn below.
+      stream.on("error", ignoreError);
+      const begin = () => {
+        const session = stream.session;
+        if (session === undefined || stream.destroyed || stream.closed) return;
+        const x = exchange(
+          h2Head(stream, headers),
+          { kind: "h2", stream, headers, rawHeaders },
+          session.socket,
+          session,
+        );
+        handle(x, toCompat);
+      };
+      if (defer) setImmediate(begin);
+      else begin();
+    },
+
+    checkExpectation(req, res) {
+      const body = JSON.stringify({
+        code: "invalid_argument",
+        message: `Expect: ${String(req.headers.expect).slice(0, 64)} is not supported`,
+      });
+      res.writeHead(417, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+    },
+  };
+}
+
+type SocketLike = { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined;
+
+function nodeHead(req: NodeRequest): RequestHead {
+  const target = req.url ?? "/";
+  const q = target.indexOf("?");
+  const length = req.headers["content-length"];
+  return {
+    version: (req.httpVersion === "1.0" ? "1.0" : req.httpVersion === "2.0" ? "2.0" : "1.1") as HttpVersion,
+    method: req.method ?? "GET",
+    path: q === -1 ? target : target.slice(0, q),
+    target,
+    contentType: single(req.headers["content-type"]),
+    headers: req.headers,
+    hasBody: req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0"),
+  };
+}
+
+function h2Head(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): RequestHead {
+  const target = headers[":path"] ?? "/";
+  const q = target.indexOf("?");
+  return {
+    version: "2.0",
+    method: headers[":method"] ?? "GET",
+    path: q === -1 ? target : target.slice(0, q),
+    target,
+    contentType: single(headers["content-type"]),
+    headers,
+    // END_STREAM on the headers: Node has ended the readable side already.
+    hasBody: !stream.endAfterHeaders,
+  };
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return typeof value === "string" ? value : value?.join(", ");
+}
