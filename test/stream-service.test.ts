@@ -43,7 +43,7 @@ function call(deadlineAt?: number): CallInfo {
 
 /** connect-node's generator over the core, as its road calls it. */
 function open(streams: GreetingStreams, p: StreamParams, c: CallInfo, signal: AbortSignal) {
-  return openStream(streams, p, c, signal, () => {});
+  return openStream(streams, p, c, signal, () => false);
 }
 
 function params(init: Partial<StreamParams> = {}): StreamParams {

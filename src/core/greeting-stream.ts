@@ -33,9 +33,10 @@ export interface GreetingSink {
   /**
    * The peer took nothing for --send-timeout: drop what is queued for it and
    * close (its stream, or its HTTP/1.1 connection), instead of end(), whose
-   * last words it would never read. Optional: a sink without it gets end().
+   * last words it would never read. Returns true when the whole connection
+   * went with it (the peer reads nothing at all). Optional: a sink without it gets end().
    */
-  abort?(): void;
+  abort?(): boolean;
 }
 
 /** What a stream needs of the GreetingStreams that owns it. */
@@ -161,12 +162,16 @@ export class GreetingStream implements Waiter, Deferred {
     this.sink.end(error);
   }
 
-  /** The peer took nothing for --send-timeout (`error` says so in the log): closed, nothing more is written. */
-  stall(error: ConnectError): void {
-    if (this.state === "done") return;
+  /**
+   * The peer took nothing for --send-timeout (`error` says so in the log):
+   * closed, nothing more is written. True when its connection was closed too.
+   */
+  stall(error: ConnectError): boolean {
+    if (this.state === "done") return false;
     this.finish("send_timeout", error);
-    if (this.sink.abort === undefined) this.sink.end(error);
-    else this.sink.abort();
+    if (this.sink.abort !== undefined) return this.sink.abort();
+    this.sink.end(error);
+    return false;
   }
 
   private run(): void {

@@ -141,7 +141,10 @@ export class GreetingStreams implements StreamOwner {
     const sendTimeoutMs = options.sendTimeoutMs ?? 0;
     if (sendTimeoutMs > 0) {
       const error = sendTimeoutError(sendTimeoutMs);
-      this.stalls = new StallWatch(sendTimeoutMs, (s) => s.stall(error));
+      this.stalls = new StallWatch(sendTimeoutMs, (s) => {
+        // A peer that reads nothing at all loses its connection, and with it every stream on it: those end alike.
+        if (s.stall(error)) this.stopConnection(s.call.connection, error, "send_timeout", true);
+      });
     }
   }
 
@@ -163,14 +166,15 @@ export class GreetingStreams implements StreamOwner {
 
   /**
    * Ends the open streams of one connection (by identity) with `error`,
-   * reported as `reason`: a connection that reached its maximum age.
-   * Returns how many it stopped.
+   * reported as `reason`: a connection that reached its maximum age, or one
+   * already closed (`gone`: nothing is written to it). Returns how many it stopped.
    */
-  stopConnection(connection: object, error: ConnectError, reason: EndReason = "max_age"): number {
+  stopConnection(connection: object, error: ConnectError, reason: EndReason = "max_age", gone = false): number {
     let stopped = 0;
     for (const s of [...this.live]) {
       if (s.call.connection !== connection) continue;
-      s.stop(error, reason);
+      if (gone) s.stall(error);
+      else s.stop(error, reason);
       stopped++;
     }
     return stopped;

@@ -2,6 +2,7 @@ import * as http2 from "node:http2";
 import type { ConnectError } from "@connectrpc/connect";
 import { Code, ConnectError as Err } from "@connectrpc/connect";
 import { answerJson, answerStarted, type Exchange } from "../http/exchange.js";
+import { resetStream, writesPending } from "../http/h2.js";
 import { accessTokenParam, queryOf } from "../http/query-string.js";
 import type { Route } from "../http/road.js";
 import type { Logger } from "../ops/log.js";
@@ -37,7 +38,7 @@ export function headerListPolicy(maxHeaderBytes: number, logger: Logger): Policy
     for (const field of t.rawHeaders) size += field.length;
     if (size + 16 * t.rawHeaders.length <= maxHeaderBytes) return undefined;
     logger.debug("http2 header list too large", { limit: maxHeaderBytes });
-    t.stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    resetStream(t.stream, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
     return "answered";
   };
 }
@@ -111,7 +112,8 @@ export const stopUploadPolicy: Policy = (x) => {
   let waited = 0;
   const stopOnceSent = () => {
     if (stream.destroyed || stream.closed || stream.readableEnded || stream.state.remoteClose) return;
-    if (!stream.state.localClose) {
+    // Not yet sent, or sent into a socket the peer does not read (a reset there would wait behind it).
+    if (!stream.state.localClose || writesPending(stream.session)) {
       // 1, 2, 4 ... ms, about 8 s in all: a peer that takes nothing gets its end from the session's guard.
       if (waited < 13) setTimeout(stopOnceSent, 2 ** waited++);
       return;

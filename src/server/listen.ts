@@ -42,6 +42,8 @@ export interface ListenOptions {
   logger: Logger;
   /** Ends a session's open streams with a status when its --max-connection-age grace is over. */
   endStreams: (session: http2.ServerHttp2Session) => void;
+  /** Told of every connection accepted: the streams' turns stay short while more wait (TurnBudget.press()). */
+  onAccept: () => void;
 }
 
 export async function listen(config: Config, options: ListenOptions): Promise<Listener> {
@@ -60,6 +62,7 @@ export async function listen(config: Config, options: ListenOptions): Promise<Li
   /** Every connection, from its first moment: a peer's reset is this connection's end, never the process's. */
   const accept = (socket: net.Socket): boolean => {
     socket.on("error", ignoreError);
+    options.onAccept();
     if (!gate(socket)) return false;
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
@@ -138,7 +141,9 @@ export async function listen(config: Config, options: ListenOptions): Promise<Li
 
   await new Promise<void>((resolve, reject) => {
     outer.once("error", reject);
-    outer.listen(config.port, config.host, () => {
+    // Node's default backlog, 511, overflowed under a burst of a thousand connections, and a
+    // connection the kernel drops waits a second for its retry: the kernel caps this at somaxconn.
+    outer.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
       outer.off("error", reject);
       resolve();
     });
@@ -162,6 +167,9 @@ export async function listen(config: Config, options: ListenOptions): Promise<Li
 }
 
 function ignoreError(): void {}
+
+/** Connections the kernel may hold for us before we accept them (net.core.somaxconn caps it, 4096 by default). */
+const LISTEN_BACKLOG = 4096;
 
 /** A client's share when none is configured: a tenth of the whole, at least 100 (never more than the whole). */
 export function perClientShare(total: number): number {

@@ -127,6 +127,7 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
         logger,
         // A connection past its --max-connection-age grace: its streams end with UNAVAILABLE, and resuming clients go on.
         endStreams: (session) => streams.stopConnection(session, connectionAgeError),
+        onAccept: () => streams.budget.press(),
       });
       return listener;
     },

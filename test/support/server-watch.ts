@@ -1,8 +1,13 @@
+import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { scrapeMetrics, total } from "./metrics-text.js";
 
 // What an attack costs a server process, read from /proc: resident memory,
-// its peak, and open file descriptors; and its live streams from /metrics.
+// its peak, open file descriptors and CPU time; what the kernel holds for
+// its connections (ss); and its live streams from /metrics.
+
+const run = promisify(execFile);
 
 function statusKiB(pid: number, field: "VmRSS" | "VmHWM"): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -70,4 +75,39 @@ export async function until<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** CPU time the process has used, user and system, in ms (from /proc/PID/stat, in clock ticks of 10 ms). */
+export function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** The share of one core the process used over the next `ms`, in percent. */
+export async function cpuPercentOver(pid: number, ms: number): Promise<number> {
+  const before = cpuMs(pid);
+  const started = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return ((cpuMs(pid) - before) / (performance.now() - started)) * 100;
+}
+
+/**
+ * What the kernel holds unsent or unacknowledged in the send queues of the
+ * server's side of its connections on `port`, in bytes (ss's Send-Q).
+ */
+export async function serverSendQueueBytes(port: number): Promise<{ total: number; largest: number; sockets: number }> {
+  const { stdout } = await run("ss", ["-Htn", "state", "established", `( sport = :${port} )`], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  let total = 0;
+  let largest = 0;
+  let sockets = 0;
+  for (const line of stdout.split("\n")) {
+    const sendQ = Number(line.trim().split(/\s+/)[1]);
+    if (!Number.isFinite(sendQ) || line.trim() === "") continue;
+    total += sendQ;
+    largest = Math.max(largest, sendQ);
+    sockets++;
+  }
+  return { total, largest, sockets };
 }

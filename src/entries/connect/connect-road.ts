@@ -13,6 +13,7 @@ import { connectTimeout, grpcTimeout, streamPath } from "../../connect-internals
 import type { GreetingStreams } from "../../core/stream-service.js";
 import type { Exchange, NodeRequest } from "../../http/exchange.js";
 import { sendJsonError } from "../../http/exchange.js";
+import { resetStream } from "../../http/h2.js";
 import type { Road, Route } from "../../http/road.js";
 import { openStream } from "./stream-generator.js";
 
@@ -116,9 +117,10 @@ function servicePaths(routes: (router: ConnectRouter) => void): Set<string> {
 }
 
 /** The peer took nothing for --send-timeout: its stream (HTTP/2) or its connection (HTTP/1.1) goes. */
-function abort(x: Exchange): void {
+function abort(x: Exchange): boolean {
   const t = x.transport;
-  if (t.kind !== "node") return;
-  if ("stream" in t.req) t.req.stream.close(http2.constants.NGHTTP2_CANCEL);
-  else t.res.destroy();
+  if (t.kind !== "node") return false;
+  if ("stream" in t.req) return resetStream(t.req.stream, http2.constants.NGHTTP2_CANCEL);
+  t.res.destroy();
+  return true;
 }

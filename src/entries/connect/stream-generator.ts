@@ -16,8 +16,8 @@ export async function* openStream(
   params: StreamParams,
   call: CallInfo,
   signal: AbortSignal,
-  /** Closes the call's stream or connection: its peer took nothing for --send-timeout. */
-  abort: () => void,
+  /** Closes the call's stream or connection: its peer took nothing for --send-timeout. True when the connection went. */
+  abort: () => boolean,
 ): AsyncGenerator<StreamResponse, void> {
   const admission = streams.admit(params, call);
   const name = admission.plan.name;

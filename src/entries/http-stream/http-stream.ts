@@ -6,7 +6,7 @@ import type { Admission, GreetingStream, GreetingStreams } from "../../core/stre
 import { type Exchange, type NodeRequest, type NodeResponse, sendJsonError } from "../../http/exchange.js";
 import type { Road, Route } from "../../http/road.js";
 import { GreetingWire } from "../kit/greeting-wire.js";
-import { joinStrings, WriteBatch } from "../kit/write-batch.js";
+import { WriteBatch } from "../kit/write-batch.js";
 import { askedOf, parseQuery } from "./query.js";
 
 // The GET /stream road, for curl and EventSource: the query string becomes
@@ -87,7 +87,7 @@ function serveRequest(
 class HttpStream {
   private readonly stream: GreetingStream;
   private readonly wire: GreetingWire;
-  private readonly batch: WriteBatch<string>;
+  private readonly batch: WriteBatch;
   private opened = false;
   private draining = false;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -101,13 +101,13 @@ class HttpStream {
     private readonly cacheControl: string,
   ) {
     this.wire = new GreetingWire(admission.plan.name);
-    this.batch = new WriteBatch<string>((chunk) => {
+    this.batch = new WriteBatch((chunk) => {
       if (res.destroyed) return false;
       const ok = res.write(chunk);
       this.heartbeat?.refresh();
       this.draining = !ok;
       return ok;
-    }, joinStrings);
+    });
     this.stream = streams.start(admission, {
       write: (counter, millis) => this.write(counter, millis),
       flush: () => this.batch.flush(),
@@ -116,6 +116,7 @@ class HttpStream {
       abort: () => {
         this.stop();
         res.destroy();
+        return true;
       },
     });
   }
@@ -140,8 +141,12 @@ class HttpStream {
     if (this.res.destroyed) return false;
     // The status and headers leave with the first message: until then a refusal could still choose its own.
     this.open();
-    const json = this.wire.json(counter, millis);
-    return this.batch.add(this.format === "sse" ? `id: ${counter}\ndata: ${json}\n\n` : `${json}\n`);
+    const { buffer } = this.batch;
+    let o = this.batch.used;
+    if (this.format === "sse") o += buffer.write(`id: ${counter}\ndata: `, o, "latin1");
+    o = this.wire.jsonInto(buffer, o, counter, millis);
+    o += buffer.write(this.format === "sse" ? "\n\n" : "\n", o, "latin1");
+    return this.batch.commit(o);
   }
 
   private open(): void {

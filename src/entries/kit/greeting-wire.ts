@@ -47,23 +47,48 @@ const NANOS = field(TimestampSchema, "nanos", { scalar: ScalarType.INT32 });
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
+/**
+ * The most one message takes in either form, envelope or JSON line: a name
+ * of 100 code points (400 bytes of UTF-8, 800 when every one is escaped),
+ * the greeting's words, 20 digits twice, a timestamp. What a batch keeps
+ * free for the next message.
+ */
+export const MAX_MESSAGE_BYTES = 1024;
+
+const COUNTER_KEY = `,"${COUNTER.json}":"`;
+const TIMESTAMP_KEY = `,"${TIMESTAMP.json}":"`;
+const QUOTE = 0x22;
+const CLOSE_BRACE = 0x7d;
+
 export class GreetingWire {
   private readonly prefix: Buffer;
   private readonly suffix: Buffer;
-  private readonly jsonPrefix: string;
-  private readonly jsonSuffix: string;
+  private readonly jsonPrefix: Buffer;
+  private readonly jsonSuffix: Buffer;
 
   constructor(name: string) {
     const [before, after] = greetingParts(name);
     this.prefix = Buffer.from(before, "utf8");
     this.suffix = Buffer.from(after, "utf8");
     // JSON escapes character by character, so the escaped halves join around the digits.
-    this.jsonPrefix = `{"${MESSAGE.json}":${JSON.stringify(before).slice(0, -1)}`;
-    this.jsonSuffix = `${JSON.stringify(after).slice(1)}`;
+    this.jsonPrefix = Buffer.from(`{"${MESSAGE.json}":${JSON.stringify(before).slice(0, -1)}`, "utf8");
+    this.jsonSuffix = Buffer.from(`${JSON.stringify(after).slice(1)}`, "utf8");
   }
 
   /** The message as a gRPC / Connect envelope: flags 0, big-endian length, then the protobuf. */
   envelope(counter: bigint, millis: number): Buffer {
+    const buf = Buffer.allocUnsafe(MAX_MESSAGE_BYTES);
+    return buf.subarray(0, this.envelopeInto(buf, 0, counter, millis));
+  }
+
+  /** The message as canonical proto JSON, as toJsonString() writes it with default options. */
+  json(counter: bigint, millis: number): string {
+    const buf = Buffer.allocUnsafe(MAX_MESSAGE_BYTES);
+    return buf.toString("utf8", 0, this.jsonInto(buf, 0, counter, millis));
+  }
+
+  /** Writes the envelope at `start` (MAX_MESSAGE_BYTES must be free there); returns where it ends. */
+  envelopeInto(buf: Buffer, start: number, counter: bigint, millis: number): number {
     const digits = counter.toString();
     const textBytes = this.prefix.length + digits.length + this.suffix.length;
     const seconds = Math.floor(millis / 1000);
@@ -71,10 +96,9 @@ export class GreetingWire {
     const tsBytes = (seconds === 0 ? 0 : 1 + varintSize(seconds)) + (nanos === 0 ? 0 : 1 + varintSize(nanos));
     const counterBytes = counter === 0n ? 0 : 1 + bigVarintSize(counter);
     const size = 1 + varintSize(textBytes) + textBytes + counterBytes + 1 + varintSize(tsBytes) + tsBytes;
-    const buf = Buffer.allocUnsafe(5 + size);
-    buf[0] = 0;
-    buf.writeUInt32BE(size, 1);
-    let o = 5;
+    buf[start] = 0;
+    buf.writeUInt32BE(size, start + 1);
+    let o = start + 5;
     buf[o++] = MESSAGE.tag;
     o = writeVarint(buf, o, textBytes);
     o += this.prefix.copy(buf, o);
@@ -92,22 +116,48 @@ export class GreetingWire {
     }
     if (nanos !== 0) {
       buf[o++] = NANOS.tag;
-      writeVarint(buf, o, nanos);
+      o = writeVarint(buf, o, nanos);
     }
-    return buf;
+    return o;
   }
 
-  /** The message as canonical proto JSON, as toJsonString() writes it with default options. */
-  json(counter: bigint, millis: number): string {
-    const c = counter === 0n ? "" : `,"${COUNTER.json}":"${counter}"`;
-    return `${this.jsonPrefix}${counter}${this.jsonSuffix}${c},"${TIMESTAMP.json}":"${timestampJson(millis)}"}`;
+  /** Writes the JSON at `start` (MAX_MESSAGE_BYTES must be free there), as UTF-8; returns where it ends. */
+  jsonInto(buf: Buffer, start: number, counter: bigint, millis: number): number {
+    const digits = counter.toString();
+    let o = start + this.jsonPrefix.copy(buf, start);
+    o += buf.write(digits, o, "latin1");
+    o += this.jsonSuffix.copy(buf, o);
+    if (counter !== 0n) {
+      o += buf.write(COUNTER_KEY, o, "latin1");
+      o += buf.write(digits, o, "latin1");
+      buf[o++] = QUOTE;
+    }
+    o += buf.write(TIMESTAMP_KEY, o, "latin1");
+    o += buf.write(timestampJson(millis), o, "latin1");
+    buf[o++] = QUOTE;
+    buf[o++] = CLOSE_BRACE;
+    return o;
   }
 }
 
-/** RFC 3339 as proto JSON writes a Timestamp: no fraction at a whole second, else milliseconds here. */
+/** The last second timestampJson() wrote, and its text: a stream's messages mostly share one. */
+let cachedSecond = Number.NaN;
+let cachedPrefix = "";
+
+/**
+ * RFC 3339 as proto JSON writes a Timestamp: no fraction at a whole second,
+ * else milliseconds here. Date's own formatting showed as the largest single
+ * cost of a fast JSON stream, so only the milliseconds are written per message.
+ */
 function timestampJson(millis: number): string {
-  const iso = new Date(millis).toISOString();
-  return millis % 1000 === 0 ? `${iso.slice(0, 19)}Z` : iso;
+  const second = Math.floor(millis / 1000);
+  if (second !== cachedSecond) {
+    cachedSecond = second;
+    cachedPrefix = new Date(second * 1000).toISOString().slice(0, 19);
+  }
+  const ms = millis - second * 1000;
+  if (ms === 0) return `${cachedPrefix}Z`;
+  return `${cachedPrefix}.${ms < 10 ? "00" : ms < 100 ? "0" : ""}${ms}Z`;
 }
 
 function varintSize(n: number): number {

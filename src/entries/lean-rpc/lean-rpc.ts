@@ -7,6 +7,7 @@ import {
 } from "../../connect-internals/protocol.js";
 import type { GreetingStreams } from "../../core/stream-service.js";
 import type { Exchange, RequestHead } from "../../http/exchange.js";
+import { resetStream } from "../../http/h2.js";
 import type { Road, Route } from "../../http/road.js";
 import type { Logger } from "../../ops/log.js";
 import { protocolOf, type RpcProtocol, rpcProtocols } from "./protocols.js";
@@ -37,7 +38,7 @@ export function createLeanRpcRoad(options: LeanRpcOptions): Road {
     options.logger.error("lean rpc failed", { error: e instanceof Error ? e.message : String(e) });
     const t = x.transport;
     if (t.kind === "node") t.res.destroy();
-    else if (!t.stream.destroyed) t.stream.close(0x2); // INTERNAL_ERROR
+    else resetStream(t.stream, 0x2); // INTERNAL_ERROR
   };
   // One route per protocol, made once: a request costs a lookup, not an allocation.
   const routes = new Map<RpcProtocol, Route>();

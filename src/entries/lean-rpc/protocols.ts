@@ -46,8 +46,8 @@ export interface RpcProtocol {
   readonly httpTrailers: boolean;
   /** The last envelope of the body, or undefined for gRPC. */
   tail(error: ConnectError | undefined): Buffer | undefined;
-  /** One message, in its envelope. */
-  encode(wire: GreetingWire, counter: bigint, millis: number): Buffer;
+  /** Writes one message, in its envelope, at `o` (MAX_MESSAGE_BYTES free there); returns where it ends. */
+  encode(wire: GreetingWire, buf: Buffer, o: number, counter: bigint, millis: number): number;
 }
 
 const grpcHeaders = {
@@ -57,7 +57,8 @@ const grpcHeaders = {
   acceptEncodingCanonical: headerGrpcAcceptEncodingCanonical,
 } as const;
 
-const binaryMessage = (wire: GreetingWire, counter: bigint, millis: number) => wire.envelope(counter, millis);
+const binaryMessage = (wire: GreetingWire, buf: Buffer, o: number, counter: bigint, millis: number) =>
+  wire.envelopeInto(buf, o, counter, millis);
 
 const grpc: RpcProtocol = {
   name: "grpc",
@@ -103,14 +104,11 @@ const connectJson: RpcProtocol = {
   ...connectHeaders,
   contentType: connectStreamJson,
   binary: false,
-  encode(wire, counter, millis) {
-    const json = wire.json(counter, millis);
-    const length = Buffer.byteLength(json);
-    const buf = Buffer.allocUnsafe(5 + length);
-    buf[0] = 0;
-    buf.writeUInt32BE(length, 1);
-    buf.write(json, 5, "utf8");
-    return buf;
+  encode(wire, buf, o, counter, millis) {
+    const end = wire.jsonInto(buf, o + 5, counter, millis);
+    buf[o] = 0;
+    buf.writeUInt32BE(end - o - 5, o + 1);
+    return end;
   },
 };
 

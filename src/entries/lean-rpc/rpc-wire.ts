@@ -3,6 +3,7 @@ import * as http2 from "node:http2";
 import type { Readable } from "node:stream";
 import { closedStreamReason } from "../../connect-internals/protocol.js";
 import type { Exchange } from "../../http/exchange.js";
+import { resetStream } from "../../http/h2.js";
 
 // One request and its response, over a raw HTTP/2 stream or an HTTP/1.1
 // request and response: what the lean engine needs of either.
@@ -22,8 +23,8 @@ export interface RpcWire {
   uncork(): void;
   /** Ends the response: a last chunk, HTTP/2 trailers. */
   end(tail: Buffer | undefined, trailers: http2.OutgoingHttpHeaders | undefined): void;
-  /** Drops what is queued and closes: the peer took nothing for --send-timeout. */
-  abort(): void;
+  /** Drops what is queued and closes: the peer took nothing for --send-timeout. True when the connection went too. */
+  abort(): boolean;
 }
 
 export function rpcWireOf(x: Exchange): RpcWire {
@@ -53,7 +54,7 @@ function h2Wire(stream: http2.ServerHttp2Stream): RpcWire {
       if (tail === undefined) stream.end();
       else stream.end(tail);
     },
-    abort: () => stream.close(http2.constants.NGHTTP2_CANCEL),
+    abort: () => resetStream(stream, http2.constants.NGHTTP2_CANCEL),
   };
 }
 
@@ -80,6 +81,9 @@ function h1Wire(req: http.IncomingMessage, res: http.ServerResponse): RpcWire {
       else res.end(tail);
     },
     // The connection goes with it: its kernel buffers hold what the peer never read.
-    abort: () => res.destroy(),
+    abort: () => {
+      res.destroy();
+      return true;
+    },
   };
 }

@@ -17,7 +17,7 @@ import {
 import type { GreetingSink, GreetingStream, GreetingStreams } from "../../core/stream-service.js";
 import type { Exchange } from "../../http/exchange.js";
 import { GreetingWire } from "../kit/greeting-wire.js";
-import { joinBuffers, WriteBatch } from "../kit/write-batch.js";
+import { WriteBatch } from "../kit/write-batch.js";
 import { EnvelopeSplitter } from "./envelope-splitter.js";
 import type { RpcProtocol } from "./protocols.js";
 import { type RpcWire, rpcWireOf } from "./rpc-wire.js";
@@ -133,7 +133,7 @@ export class LeanCall {
       corked = false;
       if (!wire.closed()) wire.uncork();
     };
-    const batch = new WriteBatch<Buffer>((chunk) => {
+    const batch = new WriteBatch((chunk) => {
       if (wire.closed()) return false;
       if (!corked) {
         corked = true;
@@ -141,12 +141,12 @@ export class LeanCall {
         process.nextTick(uncork);
       }
       return wire.write(chunk);
-    }, joinBuffers);
+    });
     return {
       write: (counter, millis) => {
         if (wire.closed()) return false;
         this.open();
-        return batch.add(protocol.encode(greeting, counter, millis));
+        return batch.commit(protocol.encode(greeting, batch.buffer, batch.used, counter, millis));
       },
       flush: () => batch.flush(),
       end: (error) => {
@@ -156,7 +156,7 @@ export class LeanCall {
       abort: () => {
         this.finished = true;
         clearTimeout(this.deadline);
-        wire.abort();
+        return wire.abort();
       },
     };
   }
