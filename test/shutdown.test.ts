@@ -147,6 +147,50 @@ describe("graceful shutdown", () => {
       });
     }
 
+    it("should hand curl its grpc-status 14 trailers while 2,000 other streams drain with it", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "stream-curl-"));
+      const body = join(dir, "request.bin");
+      writeFileSync(body, requestEnvelope({ name: "curl", interval: durationFromMs(20) }));
+      try {
+        // Four times: the cut once showed in one run of four, behind a busy drain.
+        for (let round = 0; round < 4; round++) {
+          const srv = await startServerProcess(["--shutdown-grace", "5s"]);
+          const others = await Promise.all(Array.from({ length: 20 }, () => openGrpcStreams(srv.port, 100)));
+          const curl = startCommand("curl", [
+            "-sS",
+            "--http2-prior-knowledge",
+            "--dump-header",
+            "-",
+            "--output",
+            "/dev/null",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "--data-binary",
+            `@${body}`,
+            `${srv.url}${streamPath}`,
+          ]);
+          try {
+            await srv.waitUntil(() => srv.lines.filter((l) => l.includes('"stream started"')).length >= 2001, 30_000);
+            srv.child.kill("SIGTERM");
+            assert.equal(await srv.exited, 0);
+            assert.equal(await curl.exited, 0, curl.stderr());
+            assert.ok(
+              curl.lines.includes("grpc-status: 14"),
+              `round ${round}, curl printed:\n${curl.lines.join("\n")}`,
+            );
+          } finally {
+            for (const o of others) o.socket.destroy();
+            await stop(srv, "SIGKILL");
+            await stop(curl, "SIGKILL");
+          }
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     for (const fastPath of [true, false]) {
       const road = fastPath ? "lean path" : "connect-node";
       it(`should hand curl --http2-prior-knowledge the grpc-status 14 trailers on SIGTERM (${road})`, async () => {
@@ -194,3 +238,30 @@ describe("graceful shutdown", () => {
     }
   });
 });
+
+/** `count` gRPC streams at a 100 ms interval on one raw connection that reads everything. */
+async function openGrpcStreams(port: number, count: number) {
+  const c = await connectRaw(port, { answerPings: true });
+  const frames: Buffer[] = [];
+  const message = requestEnvelope({ name: "drained", interval: durationFromMs(100) });
+  for (let i = 0; i < count; i++) {
+    const id = 1 + 2 * i;
+    frames.push(
+      requestHeaders(
+        id,
+        [
+          [":method", "POST"],
+          [":scheme", "http"],
+          [":path", streamPath],
+          [":authority", "localhost"],
+          ["content-type", "application/grpc"],
+          ["te", "trailers"],
+        ],
+        { endStream: false },
+      ),
+      frame(FrameType.DATA, Flag.END_STREAM, id, message),
+    );
+  }
+  c.socket.write(Buffer.concat(frames));
+  return c;
+}

@@ -106,8 +106,10 @@ export interface StreamServiceOptions {
   sendTimeoutMs?: number;
   /** How long all streams together may run in one turn of the event loop before yielding to I/O. Default 10. */
   turnSliceMs?: number;
-  /** Told of every call, in this order. Default none. */
+  /** Told of every call, in this order, a few turns later at most (logs, spans). Default none. */
   observers?: readonly StreamObserver[];
+  /** Told of every call at once, before the queued observers: plain counters only (metrics). Default none. */
+  counters?: readonly StreamObserver[];
   /** A bug in an observer or a sink, caught so that it ends no other stream. Default: ignored. */
   onError?: (e: unknown) => void;
 }
@@ -124,6 +126,7 @@ export class GreetingStreams implements StreamOwner {
   private readonly maxStreamsPerClient: number;
   private readonly maxDurationMs: number;
   private readonly events: ObserverQueue;
+  private readonly counters: readonly StreamObserver[];
   private readonly stalls: StallWatch<GreetingStream> | undefined;
   private stopping: ConnectError | undefined;
   /** Messages sent by every stream since start: a plain count, cheap enough for the hot loop. */
@@ -138,6 +141,7 @@ export class GreetingStreams implements StreamOwner {
     this.budget = new TurnBudget(options.turnSliceMs ?? 10, onError);
     this.pacer = new Pacer(this.budget, onError);
     this.events = new ObserverQueue(options.observers ?? [], this.budget, onError);
+    this.counters = options.counters ?? [];
     const sendTimeoutMs = options.sendTimeoutMs ?? 0;
     if (sendTimeoutMs > 0) {
       const error = sendTimeoutError(sendTimeoutMs);
@@ -186,6 +190,7 @@ export class GreetingStreams implements StreamOwner {
    * counted like the refusals admit() makes.
    */
   refuse(call: CallInfo, asked: Asked, error: ConnectError): void {
+    for (const c of this.counters) c.rejected?.(call, asked, error, 0);
     this.events.rejected(call, asked, error);
   }
 
@@ -206,7 +211,7 @@ export class GreetingStreams implements StreamOwner {
       return { plan: planStream(params, this.defaultIntervalMs), call };
     } catch (e) {
       const error = ConnectError.from(e);
-      this.events.rejected(call, askedOf(params), error);
+      this.refuse(call, askedOf(params), error);
       throw error;
     }
   }
@@ -219,6 +224,7 @@ export class GreetingStreams implements StreamOwner {
     this.perClient.set(call.client, (this.perClient.get(call.client) ?? 0) + 1);
     if (this.maxDurationMs > 0)
       stream.stopAfter(this.maxDurationMs, (next) => maxDurationError(this.maxDurationMs, next));
+    for (const c of this.counters) c.opened?.(call, plan.name, 0);
     this.events.opened(call, plan.name);
     return stream;
   }
@@ -235,6 +241,7 @@ export class GreetingStreams implements StreamOwner {
     const n = (this.perClient.get(client) ?? 1) - 1;
     if (n === 0) this.perClient.delete(client);
     else this.perClient.set(client, n);
+    for (const c of this.counters) c.ended?.(stream.call, stream.name, end, 0);
     this.events.ended(stream.call, stream.name, end);
   }
 

@@ -172,6 +172,9 @@ export function createIntake(options: IntakeOptions): Intake {
         handle(x, toCompat);
       };
       if (defer) setImmediate(begin);
+      // Past this turn's slice a new stream waits in the budget's line like a message: ten
+      // thousand streams in one read must not take their whole setup out of one turn.
+      else if (!streams.budget.allows()) streams.budget.defer({ deferredNext: undefined, resumeTurn: begin });
       else begin();
     },
 

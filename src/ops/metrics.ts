@@ -12,8 +12,6 @@ import type { NodeRequest, NodeResponse } from "../http/exchange.js";
 export interface MetricsOptions {
   /** Read at scrape time: messages sent by every stream since start. */
   messagesSent(): number;
-  /** Called as a scrape begins: the stream events not yet delivered are counted first. Default none. */
-  beforeScrape?: () => void;
   /** The process group this process serves in (--workers). Default none: GET /metrics shows this process alone. */
   group?: MetricsGroup | undefined;
 }
@@ -44,41 +42,50 @@ export function collectProcessMetrics(registry: Registry): void {
 /** Upper bounds of the stream duration histogram, in seconds: streams last from milliseconds to hours. */
 const durationBuckets = [0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 14_400, 86_400];
 
+/** Counts by label value, kept as plain numbers and handed to prom-client when it is scraped. */
+class Tally {
+  readonly counts = new Map<string, number>();
+  add(key: string, n = 1): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + n);
+  }
+}
+
+/** Durations waiting for the histogram; handed over at a scrape, or when this many gathered. */
+const DURATIONS_HELD = 4096;
+
 export class Metrics implements StreamObserver {
   /** Its own registry: nothing global, so two servers in one process (the tests) do not collide. */
   readonly registry = new Registry();
-  private readonly live: Gauge<"protocol">;
-  private readonly started: Counter<"protocol">;
-  private readonly endings: Counter<"reason">;
+  private readonly live = new Tally();
+  private readonly started = new Tally();
+  private readonly endings = new Tally();
+  private readonly errors = new Tally();
+  private durations: number[] = [];
   private readonly duration: Histogram;
-  private readonly errors: Counter<"code">;
-
   private readonly group: MetricsGroup | undefined;
 
   constructor(options: MetricsOptions) {
     const registers = [this.registry];
     collectProcessMetrics(this.registry);
-    const beforeScrape = options.beforeScrape;
-    this.live = new Gauge({
+    const { live, started, endings, errors } = this;
+    new Gauge({
       name: "streams_live",
       help: "Streams open now.",
       labelNames: ["protocol"],
       registers,
-      // First of ours: every metric after it then counts the events the stream observers were still owed.
-      ...(beforeScrape === undefined ? {} : { collect: () => beforeScrape() }),
+      collect() {
+        this.reset();
+        for (const [protocol, n] of live.counts) this.set({ protocol }, n);
+      },
     });
-    this.started = new Counter({
-      name: "streams_started_total",
-      help: "Streams opened since start.",
-      labelNames: ["protocol"],
+    counter(registers, "streams_started_total", "Streams opened since start.", "protocol", started);
+    counter(
       registers,
-    });
-    this.endings = new Counter({
-      name: "streams_ended_total",
-      help: "Streams ended since start, by reason: limit, cancelled, deadline, shutdown, max_duration, max_age, send_timeout, error (includes rejected requests).",
-      labelNames: ["reason"],
-      registers,
-    });
+      "streams_ended_total",
+      "Streams ended since start, by reason: limit, cancelled, deadline, shutdown, max_duration, max_age, send_timeout, error (includes rejected requests).",
+      "reason",
+      endings,
+    );
     new Counter({
       name: "stream_messages_sent_total",
       help: "Stream messages sent since start, on every protocol.",
@@ -89,39 +96,53 @@ export class Metrics implements StreamObserver {
         this.inc(options.messagesSent());
       },
     });
+    const held = () => this.takeDurations();
     this.duration = new Histogram({
       name: "stream_duration_seconds",
       help: "How long streams lasted, from the first message to the end.",
       buckets: durationBuckets,
       registers,
+      collect() {
+        for (const d of held()) this.observe(d);
+      },
     });
-    this.errors = new Counter({
-      name: "request_errors_total",
-      help: "Calls that ended with an error status the server chose (not client cancellations), by gRPC code.",
-      labelNames: ["code"],
+    counter(
       registers,
-    });
+      "request_errors_total",
+      "Calls that ended with an error status the server chose (not client cancellations), by gRPC code.",
+      "code",
+      errors,
+    );
     this.group = options.group;
     this.group?.join(this.registry);
   }
 
+  // Per stream, these add to plain numbers: prom-client sees them when it is scraped.
+
   rejected(_call: CallInfo, _asked: Asked, error: ConnectError): void {
-    this.endings.inc({ reason: "error" });
-    this.errors.inc({ code: codeName(error.code) });
+    this.endings.add("error");
+    this.errors.add(codeName(error.code));
   }
 
   opened(call: CallInfo): void {
-    this.live.inc({ protocol: call.protocol });
-    this.started.inc({ protocol: call.protocol });
+    this.live.add(call.protocol);
+    this.started.add(call.protocol);
   }
 
   ended(call: CallInfo, _name: string, end: StreamEnd): void {
-    this.live.dec({ protocol: call.protocol });
-    this.duration.observe(end.durationMs / 1000);
-    this.endings.inc({ reason: end.reason });
+    this.live.add(call.protocol, -1);
+    this.durations.push(end.durationMs / 1000);
+    if (this.durations.length >= DURATIONS_HELD) for (const d of this.takeDurations()) this.duration.observe(d);
+    this.endings.add(end.reason);
     if (end.error !== undefined && end.reason !== "cancelled" && end.reason !== "send_timeout") {
-      this.errors.inc({ code: codeName(end.error.code) });
+      this.errors.add(codeName(end.error.code));
     }
+  }
+
+  private takeDurations(): number[] {
+    const taken = this.durations;
+    this.durations = [];
+    return taken;
   }
 
   /** GET /metrics: the Prometheus text format. */
@@ -137,4 +158,18 @@ export class Metrics implements StreamObserver {
       },
     );
   };
+}
+
+/** A counter by one label, read from a Tally when it is scraped. */
+function counter(registers: Registry[], name: string, help: string, label: string, tally: Tally): void {
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers,
+    collect() {
+      this.reset();
+      for (const [value, n] of tally.counts) this.inc({ [label]: value }, n);
+    },
+  });
 }

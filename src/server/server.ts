@@ -54,9 +54,8 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
   const tokens = tokenFile === undefined ? undefined : new BearerTokens(readTokenFile(tokenFile));
   const metrics: Metrics | undefined = config.metrics
     ? new Metrics({
-        // Per stream, never per message: read only when /metrics is scraped, after what the observers owe.
+        // Per stream, never per message: read only when /metrics is scraped.
         messagesSent: (): number => streams.messagesSent,
-        beforeScrape: () => streams.flushObservers(),
         group: options.metricsGroup,
       })
     : undefined;
@@ -66,7 +65,6 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
     observers.push(createTracingObserver({ tracer: tracing.tracer, legacyAttributes: wantsLegacyRpcAttributes() }));
   }
   observers.push(createStreamLog(logger));
-  if (metrics) observers.push(metrics);
   const streams = new GreetingStreams({
     defaultIntervalMs: config.defaultIntervalMs,
     maxStreams: config.maxStreams,
@@ -74,6 +72,8 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
     maxDurationMs: config.maxStreamDurationMs,
     sendTimeoutMs: config.sendTimeoutMs,
     observers,
+    // Plain numbers, told at once: a scrape reads them exact.
+    counters: metrics ? [metrics] : [],
     onError: (e) => logger.error("stream bookkeeping failed", { error: e instanceof Error ? e.message : String(e) }),
   });
   const health = new HealthStatus([StreamService.typeName]);

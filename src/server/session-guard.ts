@@ -186,9 +186,21 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
   // header limits) refused them outright, a header list past the limit (an
   // HPACK bomb) among them. Each counts against the same budget as a reset:
   // a peer that only sends what is refused is cut too. nghttp2 counts every
-  // stream it began (lastProcStreamID), JavaScript only the ones it got.
+  // stream it began (lastProcStreamID), JavaScript only the ones it got, each
+  // a tick later: a read of 900 HEADERS has 900 'stream' events to come, so
+  // the count waits until they have all come (the turn's check phase), or
+  // it would take 899 streams for refused ones.
   let seen = 0;
   let refusedCounted = 0;
+  let countDue = false;
+  const countLater = () => {
+    if (countDue) return;
+    countDue = true;
+    setImmediate(() => {
+      countDue = false;
+      countRefused();
+    });
+  };
   const countRefused = () => {
     if (ended || session.destroyed) return;
     const began = ((session.state.lastProcStreamID ?? 0) + 1) >> 1;
@@ -203,14 +215,18 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
     open++;
     seen++;
     clearTimeout(idleTimer);
-    countRefused();
+    countLater();
     stream.once("close", () => {
       open--;
       // A session that is going takes its streams with it: those are no peer's resets.
       if (ended || session.destroyed || session.closed) return;
-      // Rapid reset: the peer reset the stream within a second of opening it. A
-      // client that cancels a stream it has been reading is polite, and counts for nothing.
-      if (stream.rstCode !== NGHTTP2_NO_ERROR && performance.now() - opened < RAPID_RESET_MS) onResets(1);
+      // Rapid reset: the peer reset the stream within a second of opening it,
+      // whatever code it gave: NO_ERROR before the answer was done is a reset
+      // too (Node says so with `aborted`; a stream that ends well also closes
+      // with NO_ERROR). A client that cancels a stream it has been reading is
+      // polite, and counts for nothing.
+      const reset = stream.rstCode !== NGHTTP2_NO_ERROR || stream.aborted;
+      if (reset && performance.now() - opened < RAPID_RESET_MS) onResets(1);
       if (open === 0 && !ended) armIdle();
     });
   });

@@ -1,5 +1,6 @@
 import type { ServerHttp2Session } from "node:http2";
 import type { GreetingStreams } from "../core/stream-service.js";
+import { writesPending } from "../http/h2.js";
 import type { Logger } from "../ops/log.js";
 import type { Listener } from "./listen.js";
 
@@ -34,9 +35,9 @@ export interface ShutdownOptions {
 const MIN_FLUSH_MS = 1000;
 
 /**
- * How long a session's streams get to write their final status before the
- * session gets GOAWAY anyway. A stream that cannot write its trailers within
- * this has a peer that does not read: the GOAWAY must not wait for it.
+ * How long a session's streams get to write their final status before a
+ * session whose peer reads nothing (our writes still queued) gets GOAWAY
+ * anyway: the GOAWAY must not wait for it.
  */
 const FINAL_STATUS_WAIT_MS = 1000;
 
@@ -59,7 +60,10 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
   // GOAWAY follows its ACK. A GOAWAY first is correct HTTP/2, but curl 7.88
   // drops the trailers of a stream when the GOAWAY comes in the same read
   // (it closes the connection before it hands them over), and the stream
-  // looks cut. A peer that does not read gets its GOAWAY after the wait.
+  // looks cut; and nghttp2 sends a GOAWAY ahead of HEADERS still queued, so
+  // one sent early can overtake the trailers. Only a peer that reads nothing
+  // (its socket still holds our writes after the wait) gets its GOAWAY
+  // before its streams closed; every other waits, within the grace.
   const pinged = new WeakSet<object>();
   const goneAway = new WeakSet<object>();
   const goaway = (session: ServerHttp2Session) => {
@@ -68,12 +72,12 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
     // close() sends GOAWAY and lets the open streams finish.
     if (!session.closed && !session.destroyed) session.close();
   };
-  /** Moves each session on; `force` sends GOAWAY to all that still wait. True when every session had its GOAWAY. */
-  const goawayWhenRead = (force: boolean): boolean => {
+  /** Moves each session on; after the wait (`late`), a peer that reads nothing too. True when every session had its GOAWAY. */
+  const goawayWhenRead = (late: boolean): boolean => {
     let waiting = false;
     for (const session of listener.sessions) {
       if (goneAway.has(session)) continue;
-      if (force) {
+      if (late && writesPending(session)) {
         goaway(session);
         continue;
       }
@@ -81,8 +85,9 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
       if (pinged.has(session) || listener.openStreams(session) > 0) continue;
       pinged.add(session);
       try {
-        // The callback also runs (with an error) when the session goes first.
-        session.ping(() => goaway(session));
+        // The callback also runs (with an error) when the session goes first; a PING that
+        // could not be sent (too many outstanding) is tried again on the next look.
+        if (session.ping(() => goaway(session)) === false) pinged.delete(session);
       } catch {
         goaway(session);
       }

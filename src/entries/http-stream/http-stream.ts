@@ -141,7 +141,7 @@ class HttpStream {
     if (this.res.destroyed) return false;
     // The status and headers leave with the first message: until then a refusal could still choose its own.
     this.open();
-    const { buffer } = this.batch;
+    const buffer = this.batch.room();
     let o = this.batch.used;
     if (this.format === "sse") o += buffer.write(`id: ${counter}\ndata: `, o, "latin1");
     o = this.wire.jsonInto(buffer, o, counter, millis);

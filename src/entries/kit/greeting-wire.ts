@@ -60,19 +60,27 @@ const TIMESTAMP_KEY = `,"${TIMESTAMP.json}":"`;
 const QUOTE = 0x22;
 const CLOSE_BRACE = 0x7d;
 
+/** The halves of a greeting, as bytes, by their text: every name shares its second half. */
+const encoded = new Map<string, Buffer>();
+function bytesOf(text: string): Buffer {
+  let bytes = encoded.get(text);
+  if (bytes === undefined) {
+    bytes = Buffer.from(text, "utf8");
+    if (encoded.size < 16) encoded.set(text, bytes);
+  }
+  return bytes;
+}
+
 export class GreetingWire {
   private readonly prefix: Buffer;
   private readonly suffix: Buffer;
-  private readonly jsonPrefix: Buffer;
-  private readonly jsonSuffix: Buffer;
+  private jsonPrefix: Buffer | undefined;
+  private jsonSuffix: Buffer | undefined;
 
-  constructor(name: string) {
+  constructor(private readonly name: string) {
     const [before, after] = greetingParts(name);
     this.prefix = Buffer.from(before, "utf8");
-    this.suffix = Buffer.from(after, "utf8");
-    // JSON escapes character by character, so the escaped halves join around the digits.
-    this.jsonPrefix = Buffer.from(`{"${MESSAGE.json}":${JSON.stringify(before).slice(0, -1)}`, "utf8");
-    this.jsonSuffix = Buffer.from(`${JSON.stringify(after).slice(1)}`, "utf8");
+    this.suffix = bytesOf(after);
   }
 
   /** The message as a gRPC / Connect envelope: flags 0, big-endian length, then the protobuf. */
@@ -123,6 +131,12 @@ export class GreetingWire {
 
   /** Writes the JSON at `start` (MAX_MESSAGE_BYTES must be free there), as UTF-8; returns where it ends. */
   jsonInto(buf: Buffer, start: number, counter: bigint, millis: number): number {
+    if (this.jsonPrefix === undefined || this.jsonSuffix === undefined) {
+      // JSON escapes character by character, so the escaped halves join around the digits.
+      const [before, after] = greetingParts(this.name);
+      this.jsonPrefix = Buffer.from(`{"${MESSAGE.json}":${JSON.stringify(before).slice(0, -1)}`, "utf8");
+      this.jsonSuffix = bytesOf(`${JSON.stringify(after).slice(1)}`);
+    }
     const digits = counter.toString();
     let o = start + this.jsonPrefix.copy(buf, start);
     o += buf.write(digits, o, "latin1");

@@ -13,15 +13,35 @@ import { MAX_MESSAGE_BYTES } from "./greeting-wire.js";
 /** Bytes gathered before they go out in one write. */
 const BATCH_BYTES = 8 * 1024;
 
+/** A batch's first buffer: one message's room, which Node's own pool of small buffers serves. */
+const FIRST_BYTES = MAX_MESSAGE_BYTES;
+
 export class WriteBatch {
-  /** Where the next message is written, from `used` on; MAX_MESSAGE_BYTES are always free there. */
-  buffer = Buffer.allocUnsafe(BATCH_BYTES + MAX_MESSAGE_BYTES);
+  private buf: Buffer | undefined;
+  /** Bytes of the batch written so far. */
   used = 0;
 
   /** `send` writes one chunk and says whether the peer can take more (Node's write()). */
   constructor(private readonly send: (chunk: Buffer) => boolean) {}
 
-  /** A message was written into the buffer up to `end`; false when the batch went out and the peer must read first. */
+  /**
+   * The buffer to write the next message into, from `used` on, with
+   * MAX_MESSAGE_BYTES free there. A stream that waits between messages uses
+   * one small buffer a message, a fast one grows its batch to 8 KiB; an idle
+   * stream holds none.
+   */
+  room(): Buffer {
+    const buf = this.buf;
+    if (buf !== undefined && buf.length - this.used >= MAX_MESSAGE_BYTES) return buf;
+    const grown = Buffer.allocUnsafe(
+      buf === undefined ? FIRST_BYTES : Math.min(BATCH_BYTES + MAX_MESSAGE_BYTES, 2 * buf.length + MAX_MESSAGE_BYTES),
+    );
+    if (buf !== undefined) buf.copy(grown, 0, 0, this.used);
+    this.buf = grown;
+    return grown;
+  }
+
+  /** A message was written into room() up to `end`; false when the batch went out and the peer must read first. */
   commit(end: number): boolean {
     this.used = end;
     return end < BATCH_BYTES || this.flush();
@@ -29,10 +49,10 @@ export class WriteBatch {
 
   /** Writes what is gathered; false when the peer must read before more. */
   flush(): boolean {
-    if (this.used === 0) return true;
+    if (this.used === 0 || this.buf === undefined) return true;
     // The chunk is Node's until it is written: the next messages go into a buffer of their own.
-    const chunk = this.buffer.subarray(0, this.used);
-    this.buffer = Buffer.allocUnsafe(BATCH_BYTES + MAX_MESSAGE_BYTES);
+    const chunk = this.buf.subarray(0, this.used);
+    this.buf = undefined;
     this.used = 0;
     return this.send(chunk);
   }

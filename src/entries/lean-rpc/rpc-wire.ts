@@ -58,6 +58,9 @@ function h2Wire(stream: http2.ServerHttp2Stream): RpcWire {
   };
 }
 
+/** As connect-node's onH1Close says it: one for every call, made once. */
+const h1Closed = new DOMException("This operation was aborted", "AbortError");
+
 function h1Wire(req: http.IncomingMessage, res: http.ServerResponse): RpcWire {
   let closed = false;
   res.once("close", () => {
@@ -68,7 +71,7 @@ function h1Wire(req: http.IncomingMessage, res: http.ServerResponse): RpcWire {
     out: res,
     closed: () => closed || res.destroyed,
     // As connect-node's onH1Close: the request's error when there was one, else a plain AbortError.
-    closeReason: () => new DOMException("This operation was aborted", "AbortError"),
+    closeReason: () => h1Closed,
     respond(headers) {
       res.writeHead(200, headers);
     },

@@ -146,7 +146,7 @@ export class LeanCall {
       write: (counter, millis) => {
         if (wire.closed()) return false;
         this.open();
-        return batch.commit(protocol.encode(greeting, batch.buffer, batch.used, counter, millis));
+        return batch.commit(protocol.encode(greeting, batch.room(), batch.used, counter, millis));
       },
       flush: () => batch.flush(),
       end: (error) => {
