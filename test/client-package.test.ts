@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import type { Browser } from "playwright-core";
 import { launchChromium } from "./support/browser-clients.js";
 import {
+  aliased,
   installConsumer,
   type PackedTarball,
   packageDir,
@@ -24,7 +25,9 @@ import { eventually, startServer, type TestServer } from "./support/server.js";
 // temporary directory, type-checked by tsc, then run. In Node (plain node,
 // no tsx) over Connect, gRPC and gRPC-Web, and in Chromium from an esbuild
 // bundle of the README's browser example, each through a server restart on
-// the same port.
+// the same port. Two sets of peers, the two ends of the ranges it declares:
+// the versions the repository pins, and @bufbuild/protobuf 2.17.0, which
+// npm picks beside Connect 2.1.2 on Node 20 when left to itself.
 
 const readme = tsBlocks(`${packageDir}/README.md`);
 const [readmeNode = "", readmeBrowser = ""] = readme;
@@ -47,30 +50,57 @@ const consumerTsconfig = {
   include: ["*.ts"],
 };
 
+const peers = ["@connectrpc/connect", "@connectrpc/connect-node", "@connectrpc/connect-web", "@bufbuild/protobuf"];
+
+interface PeerSet {
+  name: string;
+  versions: Record<string, string>;
+}
+
+const peerSets: PeerSet[] = [
+  { name: "the pinned versions", versions: Object.fromEntries(peers.map((p) => [p, pinned(p)])) },
+  {
+    name: "npm's pick on Node 20",
+    versions: {
+      ...Object.fromEntries(peers.map((p) => [p, pinned(p)])),
+      "@bufbuild/protobuf": aliased("protobuf-newest"),
+    },
+  },
+];
+
 describe("the client package, installed outside the repository", () => {
   let dir = "";
   let tarball: PackedTarball;
+  /** One consumer project per peer set, in order; the first is also the browser's. */
+  const consumers: string[] = [];
   let consumer = "";
 
   before(async () => {
     dir = await mkdtemp(`${tmpdir()}/stream-client-consumer-`);
     tarball = await packClient(dir);
-    consumer = `${dir}/consumer`;
-    await mkdir(consumer);
-    await copyFile(tarball.path, `${consumer}/${tarball.filename}`);
-    await installConsumer(consumer, tarball, {
-      dependencies: Object.fromEntries(
-        ["@connectrpc/connect", "@connectrpc/connect-node", "@connectrpc/connect-web", "@bufbuild/protobuf"].map(
-          (name) => [name, pinned(name)],
-        ),
-      ),
-      devDependencies: { "@types/node": pinned("@types/node") },
-    });
-    await copyFile(new URL("client-package/node-consumer.ts", import.meta.url), `${consumer}/node-consumer.ts`);
-    await writeFile(`${consumer}/readme-node.ts`, readmeNode);
-    await writeFile(`${consumer}/readme-browser.ts`, readmeBrowser);
-    await writeFile(`${consumer}/tsconfig.json`, JSON.stringify(consumerTsconfig, null, 2));
+    for (const [i, set] of peerSets.entries()) {
+      const project = `${dir}/consumer-${i}`;
+      await mkdir(project);
+      await copyFile(tarball.path, `${project}/${tarball.filename}`);
+      await installConsumer(project, tarball, {
+        dependencies: set.versions,
+        devDependencies: { "@types/node": pinned("@types/node") },
+      });
+      await copyFile(new URL("client-package/node-consumer.ts", import.meta.url), `${project}/node-consumer.ts`);
+      await writeFile(`${project}/readme-node.ts`, readmeNode);
+      await writeFile(`${project}/readme-browser.ts`, readmeBrowser);
+      await writeFile(`${project}/tsconfig.json`, JSON.stringify(consumerTsconfig, null, 2));
+      consumers.push(project);
+    }
+    consumer = consumers[0] as string;
   });
+
+  // tsc once per project, for the test that checks it and the tests that run its output.
+  const compiled = new Map<number, Promise<void>>();
+  const compile = (i: number): Promise<void> => {
+    if (!compiled.has(i)) compiled.set(i, tsc(`${consumers[i]}/tsconfig.json`));
+    return compiled.get(i) as Promise<void>;
+  };
 
   after(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -106,26 +136,26 @@ describe("the client package, installed outside the repository", () => {
     assert.equal(tarball.manifest.version.split(".")[0], protoVersion);
   });
 
-  it("should declare its peers with ranges that hold the versions installed here, and Node 20", () => {
-    const peers = tarball.manifest.peerDependencies as Record<string, string>;
-    assert.deepEqual(Object.keys(peers).sort(), [
-      "@bufbuild/protobuf",
-      "@connectrpc/connect",
-      "@connectrpc/connect-node",
-      "@connectrpc/connect-web",
-    ]);
-    for (const name of Object.keys(peers)) {
-      const installed = JSON.parse(readFileSync(`${consumer}/node_modules/${name}/package.json`, "utf8")).version;
-      assert.equal(installed, pinned(name));
-      assert.equal(peers[name], `^${installed}`, `${name}: the range starts at the tested version`);
+  it("should declare its peers with ranges that start at the pinned versions and hold both sets, and Node 20", () => {
+    const declared = tarball.manifest.peerDependencies as Record<string, string>;
+    assert.deepEqual(Object.keys(declared).sort(), [...peers].sort());
+    for (const name of peers) {
+      assert.equal(declared[name], `^${pinned(name)}`, `${name}: the range starts at the tested version`);
+      for (const [i, set] of peerSets.entries()) {
+        const installed = JSON.parse(readFileSync(`${consumers[i]}/node_modules/${name}/package.json`, "utf8"));
+        assert.equal(installed.version, set.versions[name], `${set.name}: ${name}`);
+        assert.ok(caretHolds(pinned(name), installed.version), `^${pinned(name)} holds ${installed.version}`);
+      }
     }
     assert.deepEqual(tarball.manifest.engines, { node: ">=20" });
   });
 
-  it("should type-check its consumers with tsc, strict, against the installed declarations", async () => {
-    await tsc(`${consumer}/tsconfig.json`);
-    assert.ok(existsSync(`${consumer}/out/node-consumer.js`));
-  });
+  for (const [i, set] of peerSets.entries()) {
+    it(`should type-check its consumers with tsc, strict, against the installed declarations (${set.name})`, async () => {
+      await compile(i);
+      assert.ok(existsSync(`${consumers[i]}/out/node-consumer.js`));
+    });
+  }
 
   describe("in Node", () => {
     let srv: TestServer;
@@ -138,32 +168,38 @@ describe("the client package, installed outside the repository", () => {
       await srv?.close();
     });
 
-    it("should stream over Connect, gRPC and gRPC-Web through a server restart with no gap and no duplicate", async () => {
-      const limit = 12;
-      // Plain node, from the consumer's directory: no tsx, nothing of the repository on the way.
-      const child = startCommand(process.execPath, ["out/node-consumer.js", srv.url, String(limit)], {
-        cwd: consumer,
-        env: { NODE_OPTIONS: undefined },
+    for (const [i, set] of peerSets.entries()) {
+      it(`should stream over Connect, gRPC and gRPC-Web through a server restart with no gap and no duplicate (${set.name})`, async () => {
+        await compile(i);
+        const limit = 12;
+        // Plain node, from the consumer's directory: no tsx, nothing of the repository on the way.
+        const child = startCommand(process.execPath, ["out/node-consumer.js", srv.url, String(limit), `set${i}`], {
+          cwd: consumers[i] as string,
+          env: { NODE_OPTIONS: undefined },
+        });
+        procs.push(child);
+        const counters = (protocol: string) =>
+          child.lines.filter((l) => new RegExp(`^${protocol} \\d+$`).test(l)).map((l) => Number(l.split(" ")[1]));
+        const protocols = ["connect", "grpc", "grpcweb"];
+        await child.waitUntil(() => protocols.every((p) => counters(p).length >= 3));
+        const port = srv.port;
+        await srv.close();
+        srv = await startServer({ port });
+        assert.equal(await child.exited, 0, child.stderr());
+        for (const protocol of protocols) {
+          assert.deepEqual(counters(protocol), [...Array(limit).keys()], `${protocol}: every counter once, in order`);
+          assert.ok(child.lines.includes(`${protocol} reconnecting`), `${protocol} reconnected`);
+          assert.equal(child.lines.filter((l) => l.startsWith(`${protocol} `)).at(-1), `${protocol} done`);
+        }
+        const resumed = srv.logs
+          .filter((l) => l.msg === "stream started" && String(l.name).startsWith(`set${i} `))
+          .map((l) => l.protocol);
+        assert.deepEqual(resumed.sort(), ["connect", "grpc", "grpc-web"], "each protocol resumed on the new server");
       });
-      procs.push(child);
-      const counters = (protocol: string) =>
-        child.lines.filter((l) => new RegExp(`^${protocol} \\d+$`).test(l)).map((l) => Number(l.split(" ")[1]));
-      const protocols = ["connect", "grpc", "grpcweb"];
-      await child.waitUntil(() => protocols.every((p) => counters(p).length >= 3));
-      const port = srv.port;
-      await srv.close();
-      srv = await startServer({ port });
-      assert.equal(await child.exited, 0, child.stderr());
-      for (const protocol of protocols) {
-        assert.deepEqual(counters(protocol), [...Array(limit).keys()], `${protocol}: every counter once, in order`);
-        assert.ok(child.lines.includes(`${protocol} reconnecting`), `${protocol} reconnected`);
-        assert.equal(child.lines.filter((l) => l.startsWith(`${protocol} `)).at(-1), `${protocol} done`);
-      }
-      const resumed = srv.logs.filter((l) => l.msg === "stream started").map((l) => l.protocol);
-      assert.deepEqual(resumed.sort(), ["connect", "grpc", "grpc-web"], "each protocol resumed on the new server");
-    });
+    }
 
     it("should run the README's Node example as written", async () => {
+      await compile(0);
       const source = await readFile(`${consumer}/out/readme-node.js`, "utf8");
       await writeFile(`${consumer}/out/readme-node.js`, source.replace("localhost:8080", `127.0.0.1:${srv.port}`));
       const child = startCommand(process.execPath, ["out/readme-node.js"], {
@@ -296,3 +332,11 @@ describe("the client package, installed outside the repository", () => {
     });
   });
 });
+
+/** Whether ^`lowest` holds `version`: the same major, and not below. */
+function caretHolds(lowest: string, version: string): boolean {
+  const [a, b] = [lowest, version].map((v) => v.split(".").map(Number)) as [number[], number[]];
+  if (a[0] !== b[0]) return false;
+  for (let i = 1; i < 3; i++) if ((b[i] ?? 0) !== (a[i] ?? 0)) return (b[i] ?? 0) > (a[i] ?? 0);
+  return true;
+}

@@ -4,16 +4,17 @@ import { createNodeTransport, type NodeProtocol } from "@stream-service/client/n
 
 // A consumer of the installed tarball, in a project of its own outside the
 // repository (test/client-package.test.ts): compiled by tsc, run by plain
-// node. One resuming stream per protocol at once; prints "<protocol>
-// <counter>" per message and "<protocol> <state>" per status.
+// node: node-consumer.js URL LIMIT TAG. One resuming stream per protocol at
+// once, named "TAG <protocol>"; prints "<protocol> <counter>" per message and
+// "<protocol> <state>" per status.
 
-const [baseUrl = "", limit = "0"] = process.argv.slice(2);
+const [baseUrl = "", limit = "0", tag = "consumer"] = process.argv.slice(2);
 const protocols: NodeProtocol[] = ["connect", "grpc", "grpcweb"];
 
 await Promise.all(
   protocols.map(async (protocol) => {
     const client = createStreamClient(createNodeTransport({ baseUrl, protocol }));
-    const request = { name: protocol, interval: durationFromMs(100), limit: BigInt(limit) };
+    const request = { name: `${tag} ${protocol}`, interval: durationFromMs(100), limit: BigInt(limit) };
     const onStatus = (s: { state: string }) => console.log(`${protocol} ${s.state}`);
     for await (const m of resumeStream(client, request, { onStatus, initialBackoffMs: 50 })) {
       console.log(`${protocol} ${m.counter}`);

@@ -21,6 +21,8 @@ const root = new URL("../..", import.meta.url).pathname;
 export const packageDir = `${root}packages/client`;
 
 interface LockEntry {
+  /** Set on an alias: the real package's name. */
+  name?: string;
   version: string;
   integrity?: string;
   resolved?: string;
@@ -36,6 +38,14 @@ const repoManifest = JSON.parse(readFileSync(`${root}package.json`, "utf8"));
 export function pinned(name: string): string {
   const version = repoManifest.dependencies[name] ?? repoManifest.devDependencies[name];
   assert.ok(version, `${name} is not a dependency of the repository`);
+  return version;
+}
+
+/** The version behind an alias of the repository's package.json ("npm:@bufbuild/protobuf@2.17.0" gives 2.17.0). */
+export function aliased(alias: string): string {
+  const spec: string = repoManifest.devDependencies[alias] ?? "";
+  const version = /^npm:.+@(\d[^@]*)$/.exec(spec)?.[1];
+  assert.ok(version, `${alias} is not an npm: alias in the repository's package.json`);
   return version;
 }
 
@@ -99,10 +109,8 @@ export async function installConsumer(dir: string, tarball: PackedTarball, deps:
   const add = (name: string, wanted: string | undefined, dev: boolean) => {
     const key = `node_modules/${name}`;
     if (packages[key] !== undefined) return;
-    const entry = repoLock.packages[key];
-    assert.ok(entry, `${name} is not in the repository's lockfile`);
-    if (wanted !== undefined) assert.equal(entry.version, wanted, `the lockfile holds ${name}@${entry.version}`);
-    const { dev: _, ...rest } = entry;
+    const entry = lockEntry(name, wanted);
+    const { dev: _, name: _alias, ...rest } = entry;
     packages[key] = dev ? { ...rest, dev: true } : rest;
     for (const dep of Object.keys(entry.dependencies ?? {})) add(dep, undefined, dev);
   };
@@ -112,6 +120,21 @@ export async function installConsumer(dir: string, tarball: PackedTarball, deps:
   await writeFile(`${dir}/package.json`, `${JSON.stringify(manifest, null, 2)}\n`);
   await writeFile(`${dir}/package-lock.json`, `${JSON.stringify(lock, null, 2)}\n`);
   await run("npm", ["ci", "--offline", "--no-audit", "--no-fund"], { cwd: dir, timeout: 120_000 });
+}
+
+/**
+ * The repository's lockfile entry of `name` at `version` (default: the one at
+ * the top): the package itself, or an alias of it such as
+ * "protobuf-newest": "npm:@bufbuild/protobuf@2.17.0", which is how the
+ * repository holds a second version of a peer in the cache, to test the top
+ * of a range as well as its bottom.
+ */
+function lockEntry(name: string, version: string | undefined): LockEntry {
+  const top = repoLock.packages[`node_modules/${name}`];
+  if (top !== undefined && (version === undefined || top.version === version)) return top;
+  const alias = Object.values(repoLock.packages).find((e) => e.name === name && e.version === version);
+  assert.ok(alias, `${name}@${version ?? "any"} is not in the repository's lockfile`);
+  return alias;
 }
 
 function pick(from: Record<string, unknown>, ...keys: string[]): Record<string, unknown> {
