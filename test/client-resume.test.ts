@@ -86,6 +86,27 @@ describe("resumeStream()", () => {
     assert.deepEqual(counters, [0n, 1n, 2n, 3n, 4n, 5n]);
   });
 
+  it("should end done, asking no more, when the connection breaks after the last message but before the end", async () => {
+    const client = clientOf(srv);
+    let attempts = 0;
+    const cutAtTheEnd: StreamCaller = {
+      async *stream(request, options) {
+        attempts++;
+        yield* client.stream(request, options);
+        throw new ConnectError("cut after the last message", Code.Unavailable);
+      },
+    };
+    const states: string[] = [];
+    const counters: bigint[] = [];
+    const request = { name: "cut at the end", interval: durationFromMs(0), limit: 3n };
+    for await (const m of resumeStream(cutAtTheEnd, request, { onStatus: (s) => states.push(s.state) })) {
+      counters.push(m.counter);
+    }
+    assert.deepEqual(counters, [0n, 1n, 2n]);
+    assert.equal(attempts, 1, "a second attempt would ask for limit 0: no limit at all");
+    assert.deepEqual(states, ["connecting", "streaming", "done"]);
+  });
+
   it("should end quietly with status stopped when the signal aborts, and end the stream on the server", async () => {
     const stop = new AbortController();
     const states: string[] = [];

@@ -112,6 +112,11 @@ export async function* resumeStream(
     return error;
   };
 
+  const done = () => {
+    ended = true;
+    status({ state: "done" });
+  };
+
   status({ state: "connecting" });
   try {
     for (;;) {
@@ -132,6 +137,7 @@ export async function* resumeStream(
         ...(left !== undefined ? { timeoutMs: left } : {}),
         ...(options.headers !== undefined ? { headers: options.headers } : {}),
       };
+      let wait = 0;
       try {
         let streaming = false;
         for await (const message of client.stream(next, callOptions)) {
@@ -146,11 +152,12 @@ export async function* resumeStream(
           received++;
           yield message;
         }
-        ended = true;
-        status({ state: "done" });
-        return;
+        return done();
       } catch (e) {
         if (signal?.aborted) return;
+        // Every message came but the end did not (the connection broke right after the last):
+        // asking again would ask for "0 left", which the protocol reads as "no limit".
+        if (first.limit !== 0n && received >= first.limit) return done();
         const error = ConnectError.from(e);
         failures++;
         // With a deadline of ours on the call, DEADLINE_EXCEEDED is ours: the time is up.
@@ -158,12 +165,12 @@ export async function* resumeStream(
         if (ours || !retryable.has(error.code) || failures >= maxAttempts) throw fail(error);
         const delayMs = backoffDelay(failures, backoff);
         status({ state: "reconnecting", attempt: failures, delayMs, error });
-        const wait = deadline === undefined ? delayMs : Math.min(delayMs, Math.max(0, deadline - performance.now()));
-        await sleep(wait, signal);
+        wait = deadline === undefined ? delayMs : Math.min(delayMs, Math.max(0, deadline - performance.now()));
       } finally {
         signal?.removeEventListener("abort", forward);
         attempt.abort();
       }
+      await sleep(wait, signal);
     }
   } finally {
     if (!ended) status({ state: "stopped" });
