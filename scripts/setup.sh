@@ -16,6 +16,7 @@ packages=(
   # Interop with clients nobody here wrote (test/python-interop, test/go-interop, examples/).
   python3-grpcio      # Python gRPC runtime, for /usr/bin/python3
   python3-grpc-tools  # python3 -m grpc_tools.protoc: Python stubs from proto/
+  protobuf-compiler-grpc # grpc_python_plugin, the Python buf template's plugin (docs/clients.md)
   golang-go           # go 1.19, builds examples/go in GOPATH mode (no module downloads)
   golang-google-grpc-dev                # grpc-go 1.33 sources under /usr/share/gocode
   golang-github-golang-protobuf-1-5-dev # named, or apt picks 1.3, which cannot read protoc-gen-go v2 stubs

@@ -1,15 +1,17 @@
 import { parseArgs } from "node:util";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { StreamService } from "../gen/stream/v1/stream_pb.js";
-import { streamWithResume } from "./client/resume.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createStreamClient, resumeStream } from "../packages/client/src/index.js";
+import { createNodeTransport } from "../packages/client/src/node.js";
 import { startClientTrace } from "./ops/client-trace.js";
 import { createLogger } from "./ops/log.js";
 import { type EnvTracer, TracingConfigError, tracerFromEnv } from "./ops/otel-env.js";
 import { durationFromMs, parseDuration } from "./shared/duration.js";
 import { serviceVersion } from "./shared/version.js";
 
+// The client package (packages/client) as a command: its Node transport and
+// its resuming stream, with flags, printing, and a trace around them.
+//
 // npm run client -- --name Alice [--url URL] [--protocol connect|grpc|grpcweb]
 //                   [--interval 2s] [--limit N] [--start-at N] [--http-version 1.1|2]
 //
@@ -71,14 +73,7 @@ if (args.interval !== undefined) {
   if (intervalMs === undefined) fail(`--interval: expected a duration such as 500ms or 2s\n${usage}`, 2);
 }
 
-const transportOptions = { baseUrl: args.url, httpVersion } as const;
-const transport: Transport =
-  protocol === "grpc"
-    ? createGrpcTransport({ baseUrl: args.url })
-    : protocol === "grpcweb"
-      ? createGrpcWebTransport(transportOptions)
-      : createConnectTransport(transportOptions);
-const client = createClient(StreamService, transport);
+const client = createStreamClient(createNodeTransport({ baseUrl: args.url, protocol, httpVersion }));
 
 let tracing: EnvTracer | undefined;
 try {
@@ -100,17 +95,15 @@ process.once("SIGINT", () => stop.abort());
 process.once("SIGTERM", () => stop.abort());
 
 try {
-  const outcome = await streamWithResume({
+  const request = {
     name: args.name,
     ...(intervalMs !== undefined ? { interval: durationFromMs(intervalMs) } : {}),
     limit,
     startAt,
-    open: (request, options) => client.stream(request, { ...options, headers: trace.headers }),
+  };
+  const messages = resumeStream(client, request, {
     signal: stop.signal,
-    onMessage(message) {
-      const at = message.timestamp ? timestampDate(message.timestamp).toISOString() : "-";
-      process.stdout.write(`[${at}] ${message.message}\n`);
-    },
+    headers: trace.headers,
     onStatus(status) {
       if (status.state === "reconnecting") {
         process.stderr.write(
@@ -119,8 +112,12 @@ try {
       }
     },
   });
+  for await (const message of messages) {
+    const at = message.timestamp ? timestampDate(message.timestamp).toISOString() : "-";
+    process.stdout.write(`[${at}] ${message.message}\n`);
+  }
   await endTrace();
-  process.stderr.write(outcome === "done" ? "stream complete\n" : "stopped\n");
+  process.stderr.write(stop.signal.aborted ? "stopped\n" : "stream complete\n");
 } catch (e) {
   const error = ConnectError.from(e);
   await endTrace(error);

@@ -8,8 +8,11 @@ import { fileURLToPath } from "node:url";
 // request comes in through the front door (door/), which lists the roads
 // (entries/<road>) beside each other and the policies before them; every
 // road ends in core/; what the roads share is in entries/kit/ and http/.
-// connect's private API is borrowed in connect-internals/ alone. Read from
-// the import statements of every file, so a rule broken in any file fails here.
+// connect's private API is borrowed in connect-internals/ alone. The client
+// package (packages/client/src) stands apart: it ships alone, so it imports
+// nothing of the repository, and the page and the CLI enter it only by its
+// exports. Read from the import statements of every file, so a rule broken
+// in any file fails here.
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -46,12 +49,13 @@ function importsOf(file: string): Import[] {
 /** The room a repository path is in: "core", "entries/kit", "entries/connect", "ops", "gen", "web", ... */
 function roomOf(file: string): string {
   const parts = file.split("/");
+  if (parts[0] === "packages") return `packages/${parts[1]}`;
   if (parts[0] === "src" && parts[1] === "entries") return `entries/${parts[2]}`;
   if (parts[0] === "src") return parts.length === 2 ? `src/${parts[1]}` : (parts[1] ?? "");
   return parts[0] ?? "";
 }
 
-const all = [...files("src"), ...files("web")].flatMap(importsOf);
+const all = [...files("src"), ...files("web"), ...files("packages/client/src")].flatMap(importsOf);
 
 function violations(rule: (i: Import) => boolean): string[] {
   return all.filter(rule).map((i) => `${i.from} imports ${i.specifier}`);
@@ -59,6 +63,12 @@ function violations(rule: (i: Import) => boolean): string[] {
 
 const transports = ["node:http", "node:http2", "node:net", "node:tls", "@connectrpc/connect-node"];
 const nodeOnly = (s: string) => s.startsWith("node:") || s === "@connectrpc/connect-node" || s === "prom-client";
+
+const clientPackage = JSON.parse(readFileSync(path.join(root, "packages/client/package.json"), "utf8"));
+/** The package's exports, as the files they are built from: "." and "./node". */
+const packageEntries = ["packages/client/src/index.ts", "packages/client/src/node.ts"];
+/** A package specifier's name: "@bufbuild/protobuf/wkt" is "@bufbuild/protobuf". */
+const packageName = (s: string) => (s.startsWith("@") ? s.split("/").slice(0, 2) : s.split("/").slice(0, 1)).join("/");
 
 describe("the rooms of src/", () => {
   it("should find the files and their imports it checks", () => {
@@ -136,26 +146,69 @@ describe("the rooms of src/", () => {
     );
   });
 
-  it("should keep the client room and shared helpers free of anything Node-only, for the web page", () => {
+  it("should keep the shared helpers free of anything Node-only, for the web page", () => {
     assert.deepEqual(
       violations(
         (i) =>
-          ["client", "shared"].includes(roomOf(i.from)) &&
-          (nodeOnly(i.specifier) ||
-            (i.target !== undefined && !["client", "shared", "gen"].includes(roomOf(i.target)))),
+          roomOf(i.from) === "shared" &&
+          (nodeOnly(i.specifier) || (i.target !== undefined && !["shared", "gen"].includes(roomOf(i.target)))),
       ),
       [],
     );
   });
 
-  it("should let the web page import only the client room, shared helpers and gen", () => {
+  it("should keep the client package self-contained: nothing of the repository, only its peer dependencies", () => {
+    const peers = Object.keys(clientPackage.peerDependencies);
+    assert.deepEqual(
+      violations(
+        (i) =>
+          roomOf(i.from) === "packages/client" &&
+          (i.target !== undefined
+            ? roomOf(i.target) !== "packages/client"
+            : !i.specifier.startsWith("node:") && !peers.includes(packageName(i.specifier))),
+      ),
+      [],
+    );
+  });
+
+  it("should keep the client package's browser entry (everything but node.ts) free of Node and of transports", () => {
+    assert.deepEqual(
+      violations(
+        (i) =>
+          roomOf(i.from) === "packages/client" &&
+          i.from !== "packages/client/src/node.ts" &&
+          (nodeOnly(i.specifier) ||
+            i.specifier === "@connectrpc/connect-web" ||
+            i.target === "packages/client/src/node.ts"),
+      ),
+      [],
+    );
+  });
+
+  it("should let the CLI and the page enter the client package only by its exports", () => {
+    assert.deepEqual(
+      violations(
+        (i) =>
+          roomOf(i.from) !== "packages/client" &&
+          i.target !== undefined &&
+          roomOf(i.target) === "packages/client" &&
+          !packageEntries.includes(i.target),
+      ),
+      [],
+    );
+    assert.deepEqual(Object.keys(clientPackage.exports), [".", "./node", "./package.json"]);
+  });
+
+  it("should let the web page import only the client package's browser entry, shared helpers and gen", () => {
     assert.deepEqual(
       violations(
         (i) =>
           i.from.startsWith("web/") &&
           i.from !== "web/build.ts" &&
           (nodeOnly(i.specifier) ||
-            (i.target !== undefined && !["src/client", "src/shared", "gen"].some((r) => i.target?.startsWith(r)))),
+            (i.target !== undefined &&
+              i.target !== "packages/client/src/index.ts" &&
+              !["src/shared", "gen"].some((r) => i.target?.startsWith(r)))),
       ),
       [],
     );

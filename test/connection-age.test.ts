@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { StreamService } from "../gen/stream/v1/stream_pb.js";
-import { streamWithResume } from "../src/client/resume.js";
+import { resumeStream, type StreamCaller } from "../packages/client/src/index.js";
 import { jitteredAge } from "../src/server/connection-age.js";
 import { durationFromMs } from "../src/shared/duration.js";
 import { decodeResponses, requestEnvelope, streamPath } from "./support/h2-grpc.js";
@@ -109,27 +109,24 @@ describe("--max-connection-age", () => {
     const wire: number[] = [];
     const breaks: ConnectError[] = [];
     const limit = 40;
-    const outcome = await streamWithResume({
-      name: "resumer",
-      interval: durationFromMs(100),
-      limit: BigInt(limit),
-      initialBackoffMs: 50,
-      open: (request, options) =>
-        (async function* () {
-          try {
-            for await (const m of client.stream(request, options)) {
-              // Off the wire, before streamWithResume() could drop a duplicate.
-              wire.push(Number(m.counter));
-              yield m;
-            }
-          } catch (e) {
-            breaks.push(ConnectError.from(e));
-            throw e;
+    const tapped: StreamCaller = {
+      async *stream(request, options) {
+        try {
+          for await (const m of client.stream(request, options)) {
+            // Off the wire, before resumeStream() could drop a duplicate.
+            wire.push(Number(m.counter));
+            yield m;
           }
-        })(),
-      onMessage: () => {},
-    });
-    assert.equal(outcome, "done");
+        } catch (e) {
+          breaks.push(ConnectError.from(e));
+          throw e;
+        }
+      },
+    };
+    let received = 0;
+    const request = { name: "resumer", interval: durationFromMs(100), limit: BigInt(limit) };
+    for await (const _ of resumeStream(tapped, request, { initialBackoffMs: 50 })) received++;
+    assert.equal(received, limit);
     assert.deepEqual(
       wire,
       Array.from({ length: limit }, (_, i) => i),

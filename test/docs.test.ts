@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { fillBlock, generatedBlocks, readPage } from "../scripts/docs-blocks.js";
@@ -8,9 +10,12 @@ import { startServer, type TestServer } from "./support/server.js";
 
 // The README's and docs/'s recipes, run exactly as written (only the port
 // differs), so that what a new user copies works: curl with the Connect
-// envelope piped from printf, buf curl, the Node client, Python, Go. And the
-// parts of the docs written from a source (the configuration table, the
-// benchmark's tables) equal to that source.
+// envelope piped from printf, buf curl, the Node client, Python, Go. A
+// recipe marked dir="empty" is what a team does in a project of its own: it
+// runs in a new empty directory outside the repository, with STREAM_SERVICE
+// naming the clone (as its text says). And the parts of the docs written from
+// a source (the configuration table, the benchmark's tables) equal to that
+// source.
 
 const run = promisify(execFile);
 const pages = [
@@ -25,7 +30,7 @@ const pages = [
 const expectedRecipes: Record<string, number> = {
   "README.md": 3,
   "docs/architecture.md": 0,
-  "docs/clients.md": 7,
+  "docs/clients.md": 13,
   "docs/deploy.md": 0,
   "docs/http.md": 3,
   "docs/observability.md": 1,
@@ -38,15 +43,21 @@ interface Recipe {
   page: string;
   expect: string;
   script: string;
+  /** Runs in a new empty directory outside the repository, rather than at its root. */
+  empty: boolean;
 }
-// <!-- recipe expect="..." --> (or expect='...') right before a ```sh block.
+// <!-- recipe expect="..." --> (or expect='...', and dir="empty") right before a ```sh block.
 const recipes: Recipe[] = pages.flatMap((page) =>
-  [...readPage(page).matchAll(/<!-- recipe expect=(?:"([^"]+)"|'([^']+)') -->\n```sh\n([\s\S]*?)```/g)].map((m) => ({
+  [
+    ...readPage(page).matchAll(/<!-- recipe expect=(?:"([^"]+)"|'([^']+)')( dir="empty")? -->\n```sh\n([\s\S]*?)```/g),
+  ].map((m) => ({
     page,
     expect: (m[1] ?? m[2]) as string,
-    script: m[3] as string,
+    script: m[4] as string,
+    empty: m[3] !== undefined,
   })),
 );
+const root = new URL("..", import.meta.url).pathname;
 
 describe("the docs' recipes", () => {
   let srv: TestServer;
@@ -66,14 +77,24 @@ describe("the docs' recipes", () => {
 
   for (const recipe of recipes) {
     const title = recipe.script.split("\n")[0]?.trim() ?? "";
-    it(`should work as written (${recipe.page}): ${title}`, async () => {
+    it(`should work as written (${recipe.page}${recipe.empty ? ", from an empty directory" : ""}): ${title}`, async () => {
       const script = recipe.script.replaceAll("localhost:8080", `127.0.0.1:${srv.port}`);
-      const { stdout } = await run("bash", ["-eo", "pipefail", "-c", script], {
-        cwd: new URL("..", import.meta.url),
-        timeout: 60_000,
-        encoding: "latin1",
-      });
-      assert.ok(stdout.includes(recipe.expect), `output lacks ${JSON.stringify(recipe.expect)}:\n${stdout}`);
+      const cwd = recipe.empty ? await mkdtemp(`${tmpdir()}/recipe-`) : root;
+      try {
+        const { stdout } = await run("bash", ["-eo", "pipefail", "-c", script], {
+          cwd,
+          // npm takes what the cache holds (npm ci filled it) before asking the registry: same packages, less waiting.
+          env: recipe.empty
+            ? { ...process.env, STREAM_SERVICE: root.replace(/\/$/, ""), npm_config_prefer_offline: "true" }
+            : process.env,
+          timeout: recipe.empty ? 240_000 : 60_000,
+          maxBuffer: 16 * 1024 * 1024,
+          encoding: "latin1",
+        });
+        assert.ok(stdout.includes(recipe.expect), `output lacks ${JSON.stringify(recipe.expect)}:\n${stdout}`);
+      } finally {
+        if (recipe.empty) await rm(cwd, { recursive: true, force: true });
+      }
     });
   }
 });

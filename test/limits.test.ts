@@ -8,7 +8,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { StreamService } from "../gen/stream/v1/stream_pb.js";
-import { type ResumeStatus, streamWithResume } from "../src/client/resume.js";
+import { type ResumeStatus, resumeStream } from "../packages/client/src/index.js";
 import { connectionLimit, openFilesLimit } from "../src/server/open-files.js";
 import { durationFromMs } from "../src/shared/duration.js";
 import { makeCertificates, type TestCertificates } from "./support/certs.js";
@@ -198,20 +198,19 @@ describe("--max-stream-duration", () => {
       const client = streamClient(c, srv.url);
       const seen: bigint[] = [];
       const reconnects: ResumeStatus[] = [];
-      const result = await streamWithResume({
-        name,
-        interval: durationFromMs(50),
-        limit: 16n,
-        startAt: 4n,
-        open: (request, options) => client.stream(request, options),
-        onMessage: (m) => seen.push(m.counter),
+      const states: string[] = [];
+      const request = { name, interval: durationFromMs(50), limit: 16n, startAt: 4n };
+      for await (const m of resumeStream(client, request, {
         onStatus: (s) => {
+          states.push(s.state);
           if (s.state === "reconnecting") reconnects.push(s);
         },
         initialBackoffMs: 10,
         maxAttempts: 5,
-      });
-      assert.equal(result, "done");
+      })) {
+        seen.push(m.counter);
+      }
+      assert.equal(states.at(-1), "done");
       assert.deepEqual(
         seen,
         Array.from({ length: 16 }, (_, i) => BigInt(4 + i)),

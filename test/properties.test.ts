@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import fc from "fast-check";
-import { resumeRequest } from "../src/client/resume.js";
+import { resumeRequest } from "../packages/client/src/resume-stream.js";
 import { ANONYMOUS, MAX_COUNTER, MAX_INTERVAL_MS, MAX_NAME_LENGTH, planStream } from "../src/core/greeting.js";
 import { parseQuery } from "../src/entries/http-stream/query.js";
 

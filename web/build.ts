@@ -1,8 +1,8 @@
 import { copyFile, mkdir } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-// Bundles the page with esbuild into web/dist/ (served by src/static-page.ts):
-// app.js from main.ts with everything it imports, so the page needs no CDN
+// Bundles the page with esbuild into web/dist/ (served by src/entries/static-page/):
+// app.js from main.ts with everything it imports (the client package among them), so the page needs no CDN
 // and works offline. Runs from "prestart" (npm start), from the browser test,
 // and from `npm run build` into dist/web/dist/. Not from "prepare": a
 // production install (`npm ci --omit=dev`) has no esbuild and builds nothing.

@@ -1,17 +1,20 @@
-import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { type StreamResponse, StreamService } from "../gen/stream/v1/stream_pb.js";
-import { type ResumeStatus, streamWithResume } from "../src/client/resume.js";
+import {
+  createStreamClient,
+  type ResumeStatus,
+  resumeStream,
+  type StreamResponse,
+} from "../packages/client/src/index.js";
 import { durationFromMs } from "../src/shared/duration.js";
 
-// The page: the generated client over the Connect protocol (fetch), and the
-// same resume logic as the Node CLI, so a server restart shows as
+// The page: the client package over the Connect protocol (fetch), with the
+// same resuming stream as the Node CLI, so a server restart shows as
 // "reconnecting" and then carries on at the next counter.
 
 /** Messages kept on the page; older ones go, so a long stream cannot grow the page without bound. */
 const MAX_SHOWN = 200;
 
-const client = createClient(StreamService, createConnectTransport({ baseUrl: location.origin }));
+const client = createStreamClient(createConnectTransport({ baseUrl: location.origin }));
 
 const form = element("controls", HTMLFormElement);
 const nameInput = element("name", HTMLInputElement);
@@ -31,18 +34,21 @@ form.addEventListener("submit", (event) => {
   list.replaceChildren();
   setRunning(true);
   const seconds = Number(intervalInput.value);
-  streamWithResume({
+  const request = {
     name: nameInput.value,
     interval: durationFromMs(Math.round((Number.isFinite(seconds) ? seconds : 1) * 1000)),
-    open: (request, options) => client.stream(request, options),
-    onMessage: show,
+  };
+  const messages = resumeStream(client, request, {
     onStatus: (status) => {
       // Only the current run may touch the status line: a stopped one still reports "stopped" late.
       if (running === controller) showStatus(status);
     },
     signal: controller.signal,
     maxBackoffMs: 5000,
-  })
+  });
+  (async () => {
+    for await (const message of messages) show(message);
+  })()
     .catch(() => {}) // already shown through onStatus as "error"
     .finally(() => {
       if (running === controller) setRunning(false);

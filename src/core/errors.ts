@@ -9,7 +9,7 @@ export const shutdownError = new ConnectError("server is shutting down", Code.Un
 
 /**
  * What a stream gets when it has been open --max-stream-duration: UNAVAILABLE,
- * which the resuming clients (src/client/resume.ts, EventSource) already
+ * which the resuming clients (the client package's resumeStream(), EventSource) already
  * retry, with what a hand-made client needs to go on. No ":" or ";" in it:
  * grpc-js would show them percent-encoded.
  */

@@ -5,20 +5,24 @@ import { Code, ConnectError, createClient, type Transport } from "@connectrpc/co
 import { codeFromHttpStatus, codeToString, errorFromJson } from "@connectrpc/connect/protocol-connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { type StreamResponse, StreamResponseSchema, StreamService } from "../../gen/stream/v1/stream_pb.js";
-import { type OpenStream, sleep, streamWithResume } from "../../src/client/resume.js";
+import { sleep } from "../../packages/client/src/backoff.js";
+import { resumeStream, type StreamCaller } from "../../packages/client/src/index.js";
 import { type ClientKind, newTrace, recordBreak, recordMessage, type Trace } from "./traces.js";
 
 // Resuming clients of every kind Node can be, each recording the exact
 // sequence of counters it received and every break:
 // - gRPC, Connect (HTTP/1.1 and HTTP/2) and gRPC-Web: the generated client
-//   under streamWithResume(), as `npm run client` runs it;
-// - NDJSON: GET /stream under the same streamWithResume(), which asks again
+//   under the client package's resumeStream(), as `npm run client` runs it;
+// - NDJSON: GET /stream under the same resumeStream(), which asks again
 //   with start_at = last + 1 and the limit that is left;
 // - SSE: an EventSource of our own that asks the same URL again with
 //   Last-Event-ID, as a browser does, and stops at the 204 that ends a
 //   complete stream.
 // The counters are recorded as they come off the wire, before the resume
 // logic drops a duplicate, so a server or proxy that repeats one is caught.
+
+/** One attempt of a stream. */
+type OpenStream = StreamCaller["stream"];
 
 export type NodeClientKind = Exclude<ClientKind, "browser-page" | "browser-eventsource">;
 
@@ -84,13 +88,13 @@ export function startClient(
   return { trace, done };
 }
 
-function runResuming(
+async function runResuming(
   plan: ClientPlan,
   endpoints: Endpoints,
   trace: Trace,
   signal: AbortSignal,
   shared: SharedTransports,
-) {
+): Promise<"done" | "stopped"> {
   let open: OpenStream;
   if (plan.kind === "ndjson") open = ndjsonOpen(endpoints.h1);
   else {
@@ -99,15 +103,17 @@ function runResuming(
     shared.set(key, transport);
     open = rpcOpen(transport);
   }
-  return streamWithResume({
+  const caller: StreamCaller = { stream: (request, options) => tapped(open(request, options), trace, options.signal) };
+  const request = {
     name: plan.name,
     interval: durationOf(plan.intervalMs),
     limit: BigInt(plan.limit),
     startAt: BigInt(plan.startAt),
-    open: (request, options) => tapped(open(request, options), trace, options.signal),
-    onMessage: () => {},
-    signal,
-  });
+  };
+  // What arrives is recorded by tapped(), off the wire.
+  for await (const _ of resumeStream(caller, request, { signal })) {
+  }
+  return signal.aborted ? "stopped" : "done";
 }
 
 function transportFor(kind: NodeClientKind, { h1, h2 }: Endpoints): Transport {
@@ -130,15 +136,15 @@ function rpcOpen(transport: Transport): OpenStream {
   return (request, options) => client.stream(request, options);
 }
 
-/** Records what comes off the wire, and the error that ends it, on its way to streamWithResume(). */
-async function* tapped(stream: AsyncIterable<StreamResponse>, trace: Trace, signal: AbortSignal) {
+/** Records what comes off the wire, and the error that ends it, on its way to resumeStream(). */
+async function* tapped(stream: AsyncIterable<StreamResponse>, trace: Trace, signal: AbortSignal | undefined) {
   try {
     for await (const m of stream) {
       recordMessage(trace, Number(m.counter));
       yield m;
     }
   } catch (e) {
-    if (!signal.aborted) {
+    if (!signal?.aborted) {
       const error = ConnectError.from(e);
       recordBreak(trace, codeToString(error.code), error.rawMessage);
     }
@@ -158,7 +164,8 @@ function ndjsonOpen(baseUrl: string): OpenStream {
           ? { interval: `${Number(request.interval.seconds) + request.interval.nanos / 1e9}s` }
           : {}),
       });
-      const res = await get(`${baseUrl}/stream?${query}`, {}, signal);
+      // resumeStream() always passes a signal (runResuming gives it one).
+      const res = await get(`${baseUrl}/stream?${query}`, {}, signal ?? new AbortController().signal);
       if (res.statusCode !== 200) throw await httpError(res);
       let received = 0n;
       for await (const line of lines(res)) {
