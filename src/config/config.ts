@@ -378,7 +378,7 @@ export const options = {
     flag: "fast-path",
     env: "FAST_PATH",
     default: true,
-    doc: "serve Stream over gRPC, gRPC-Web and Connect through the lean road (src/entries/lean-rpc/); off sends every request through connect-node",
+    doc: "serve Stream over gRPC, gRPC-Web and Connect through the lean road (src/entries/lean-rpc/); off sends every request through connect-node but gRPC-Web text, which connect-node does not speak",
   }),
 } as const;
 

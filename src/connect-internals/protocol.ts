@@ -46,6 +46,8 @@ export const grpcWebTextContentTypes: readonly string[] = [
   "application/grpc-web-text",
   "application/grpc-web-text+proto",
 ];
+/** The response content type of gRPC-Web's text mode, as Envoy's gRPC-Web filter answers it. */
+export const grpcWebTextResponseContentType = "application/grpc-web-text+proto";
 /** The response content-type of connect's gRPC-Web handler for binary requests (contentTypeProto). */
 export const grpcWebResponseContentType = grpcWebContentTypeProto;
 /** Connect's streaming content types: the response echoes the request's. */

@@ -47,8 +47,14 @@ export function createFrontDoor(options: FrontDoorOptions): Intake {
   const { config, streams, logger, tokens } = options;
 
   const roads: Road[] = [
-    // Stream over gRPC, gRPC-Web and Connect, on its own engine (--fast-path off: none of it).
-    ...(config.fastPath ? [createLeanRpcRoad({ streams, readMaxBytes: config.maxRequestBytes, logger })] : []),
+    // Stream over gRPC, gRPC-Web (binary and text) and Connect, on its own engine
+    // (--fast-path off: gRPC-Web text alone, which connect-node does not speak).
+    createLeanRpcRoad({
+      streams,
+      readMaxBytes: config.maxRequestBytes,
+      logger,
+      onlyWhatConnectLacks: !config.fastPath,
+    }),
     // /healthz, /readyz, /metrics.
     plainRoad("ops endpoints", options.opsEndpoints),
     // GET /stream: NDJSON and Server-Sent Events.

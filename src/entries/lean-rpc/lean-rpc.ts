@@ -18,13 +18,19 @@ import { type EngineContext, LeanCall } from "./serve-rpc.js";
 // the cost of a gRPC call whatever the protocol. It takes only what it fully
 // understands; everything else (other methods, compressed requests, Expect,
 // a query string, unknown content types) goes on to connect-node's road, as
-// does everything with --fast-path off.
+// does everything with --fast-path off but gRPC-Web's text mode, which
+// connect-node does not speak (it answers 415).
 
 export interface LeanRpcOptions {
   streams: GreetingStreams;
   /** connect-node's readMaxBytes: the largest request message; larger gets RESOURCE_EXHAUSTED. */
   readMaxBytes: number;
   logger: Logger;
+  /**
+   * Only what connect-node does not speak (gRPC-Web text): --fast-path off,
+   * where everything else goes through connect-node. Default false: every protocol.
+   */
+  onlyWhatConnectLacks?: boolean;
 }
 
 export function createLeanRpcRoad(options: LeanRpcOptions): Road {
@@ -59,6 +65,7 @@ export function createLeanRpcRoad(options: LeanRpcOptions): Road {
       if (head.method !== "POST" || head.target !== streamPath || head.headers.expect !== undefined) return undefined;
       const protocol = protocolOf(head.contentType, head.version === "2.0");
       if (protocol === undefined || !uncompressed(head)) return undefined;
+      if (options.onlyWhatConnectLacks === true && !protocol.text) return undefined;
       return routes.get(protocol);
     },
   };

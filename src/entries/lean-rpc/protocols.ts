@@ -8,6 +8,8 @@ import {
   endStreamFlag,
   grpcTimeout,
   grpcWebContentTypes,
+  grpcWebTextContentTypes,
+  grpcWebTextResponseContentType,
   grpcWebResponseContentType,
   grpcWebTrailers,
   headerConnectAcceptEncoding,
@@ -44,6 +46,8 @@ export interface RpcProtocol {
   readonly skipFlag: number;
   /** gRPC ends with HTTP/2 trailers; the others with a last envelope in the body. */
   readonly httpTrailers: boolean;
+  /** gRPC-Web text: the body is base64 both ways (base64-text.ts). */
+  readonly text: boolean;
   /** The last envelope of the body, or undefined for gRPC. */
   tail(error: ConnectError | undefined): Buffer | undefined;
   /** Writes one message, in its envelope, at `o` (MAX_MESSAGE_BYTES free there); returns where it ends. */
@@ -67,6 +71,7 @@ const grpc: RpcProtocol = {
   ...grpcHeaders,
   skipFlag: 0,
   httpTrailers: true,
+  text: false,
   tail: () => undefined,
   encode: binaryMessage,
 };
@@ -78,8 +83,16 @@ const grpcWeb: RpcProtocol = {
   ...grpcHeaders,
   skipFlag: trailerFlag,
   httpTrailers: false,
+  text: false,
   tail: (error) => envelope(trailerFlag, grpcWebTrailers(error)),
   encode: binaryMessage,
+};
+
+/** gRPC-Web text: the frames of grpcWeb, in base64. connect-node does not speak it (415 with --fast-path off). */
+const grpcWebText: RpcProtocol = {
+  ...grpcWeb,
+  contentType: grpcWebTextResponseContentType,
+  text: true,
 };
 
 const connectHeaders = {
@@ -89,6 +102,7 @@ const connectHeaders = {
   acceptEncodingCanonical: headerConnectAcceptEncodingCanonical,
   skipFlag: endStreamFlag,
   httpTrailers: false,
+  text: false,
   tail: (error: ConnectError | undefined) => envelope(endStreamFlag, connectEndStream(error)),
   name: "connect",
 } as const;
@@ -113,7 +127,7 @@ const connectJson: RpcProtocol = {
 };
 
 /** Every protocol the lean road speaks. */
-export const rpcProtocols: readonly RpcProtocol[] = [grpc, grpcWeb, connectProto, connectJson];
+export const rpcProtocols: readonly RpcProtocol[] = [grpc, grpcWeb, grpcWebText, connectProto, connectJson];
 
 /**
  * The protocol of a request by its content type, as clients spell it, when
@@ -123,6 +137,7 @@ export function protocolOf(contentType: string | undefined, http2: boolean): Rpc
   if (contentType === undefined) return undefined;
   if (binaryContentTypes.includes(contentType)) return http2 ? grpc : undefined;
   if (grpcWebContentTypes.includes(contentType)) return grpcWeb;
+  if (grpcWebTextContentTypes.includes(contentType)) return grpcWebText;
   if (contentType === connectStreamProto) return connectProto;
   if (contentType === connectStreamJson) return connectJson;
   return undefined;

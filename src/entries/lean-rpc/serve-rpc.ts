@@ -18,6 +18,7 @@ import type { GreetingSink, GreetingStream, GreetingStreams } from "../../core/s
 import type { Exchange } from "../../http/exchange.js";
 import { GreetingWire } from "../kit/greeting-wire.js";
 import { WriteBatch } from "../kit/write-batch.js";
+import { Base64Reader, base64Chunk } from "./base64-text.js";
 import { EnvelopeSplitter } from "./envelope-splitter.js";
 import type { RpcProtocol } from "./protocols.js";
 import { type RpcWire, rpcWireOf } from "./rpc-wire.js";
@@ -93,7 +94,11 @@ export class LeanCall {
     if (this.wire.closed()) return;
     const err = error === undefined ? undefined : error instanceof ConnectError ? error : internalError(error);
     this.open();
-    this.wire.end(this.protocol.tail(err), this.protocol.httpTrailers ? trailersOf(err) : undefined);
+    const tail = this.protocol.tail(err);
+    this.wire.end(
+      tail !== undefined && this.protocol.text ? base64Chunk(tail) : tail,
+      this.protocol.httpTrailers ? trailersOf(err) : undefined,
+    );
   }
 
   /** As connect's createHandlerContext: the clock runs from the request headers, which the front door read. */
@@ -140,7 +145,7 @@ export class LeanCall {
         wire.cork();
         process.nextTick(uncork);
       }
-      return wire.write(chunk);
+      return wire.write(protocol.text ? base64Chunk(chunk) : chunk);
     });
     return {
       write: (counter, millis) => {
@@ -194,6 +199,7 @@ function trailersOf(error: ConnectError | undefined): http2.OutgoingHttpHeaders 
 function readRequest(wire: RpcWire, ctx: EngineContext, protocol: RpcProtocol): Promise<StreamRequest> {
   const parse = ctx.parse(protocol.binary);
   const body = wire.body;
+  const text = protocol.text ? new Base64Reader() : undefined;
   return new Promise((resolve, reject) => {
     const splitter = new EnvelopeSplitter(ctx.readMaxBytes);
     let first: StreamRequest | undefined;
@@ -204,7 +210,7 @@ function readRequest(wire: RpcWire, ctx: EngineContext, protocol: RpcProtocol): 
     };
     const onData = (chunk: Buffer) => {
       try {
-        for (const env of splitter.push(chunk)) {
+        for (const env of splitter.push(text === undefined ? chunk : text.push(chunk))) {
           if ((env.flags & compressedFlag) === compressedFlag) throw compressedWithoutEncoding();
           if (protocol.skipFlag !== 0 && (env.flags & protocol.skipFlag) === protocol.skipFlag) continue;
           const msg = parse(env.data);
@@ -219,6 +225,7 @@ function readRequest(wire: RpcWire, ctx: EngineContext, protocol: RpcProtocol): 
     const onEnd = () => {
       stop();
       try {
+        text?.end();
         splitter.end();
         if (first === undefined) throw missingInput();
         resolve(first);
