@@ -77,6 +77,38 @@ describe("the front door", () => {
     assert.equal(line?.limit, "3");
   });
 
+  it("should tell a Connect streaming POST of bare JSON that a streaming body is envelopes", async () => {
+    const res = await fetch(`${srv.url}${streamPath}`, {
+      method: "POST",
+      headers: { "content-type": "application/connect+json" },
+      body: JSON.stringify({ name: "Bare" }),
+    });
+    assert.equal(res.status, 200);
+    const body = Buffer.from(await res.arrayBuffer());
+    assert.equal(body[0], 2, "the end-of-stream envelope");
+    const end = JSON.parse(body.subarray(5).toString()) as { error: { code: string; message: string } };
+    assert.equal(end.error.code, "invalid_argument");
+    assert.match(end.error.message, /series of envelopes.*starts with 0x7b.*docs\/clients\.md/);
+  });
+
+  it("should answer 415 with a JSON body naming the content types the method takes", async () => {
+    for (const contentType of ["application/json", undefined]) {
+      const res = await fetch(`${srv.url}${streamPath}`, {
+        method: "POST",
+        headers: contentType === undefined ? {} : { "content-type": contentType },
+        body: contentType === undefined ? undefined : "{}",
+      });
+      assert.equal(res.status, 415, String(contentType));
+      const body = (await res.json()) as { code: string; message: string };
+      assert.equal(body.code, "invalid_argument");
+      assert.match(
+        body.message,
+        /^this method takes application\/connect\+proto, application\/connect\+json, .*application\/grpc-web-text, not /,
+      );
+      assert.match(String(res.headers.get("accept-post")), /application\/grpc/);
+    }
+  });
+
   it("should answer 408 in JSON to a body that does not come in time, as to a head", async () => {
     const head = `POST ${streamPath} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/connect+proto\r\nContent-Length: 1000000000\r\n\r\n`;
     const { data, closed, tookMs } = await raw(srv.port, head, 5000);

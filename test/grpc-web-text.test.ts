@@ -56,7 +56,11 @@ function h2Call(url: string, pieces: string[]): Promise<TextAnswer> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(url);
     session.on("error", reject);
-    const req = session.request({ ":method": "POST", ":path": streamPath, "content-type": "application/grpc-web-text+proto" });
+    const req = session.request({
+      ":method": "POST",
+      ":path": streamPath,
+      "content-type": "application/grpc-web-text+proto",
+    });
     let status = 0;
     let headers: Record<string, string> = {};
     let text = "";
@@ -97,7 +101,10 @@ describe("gRPC-Web text mode", () => {
     assert.equal(x.status, 200);
     assert.equal(x.headers["content-type"], "application/grpc-web-text+proto");
     assert.equal(x.headers["access-control-allow-origin"], "https://app.example");
-    assert.deepEqual(x.messages, [0, 1, 2].map((n) => `Hello Text, this is ${n} time stream message.`));
+    assert.deepEqual(
+      x.messages,
+      [0, 1, 2].map((n) => `Hello Text, this is ${n} time stream message.`),
+    );
     assert.match(x.trailers, /grpc-status: ?0/);
   });
 

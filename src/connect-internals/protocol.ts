@@ -3,6 +3,8 @@ import { compressionNegotiate, createMethodSerializationLookup } from "@connectr
 import {
   contentTypeStreamJson,
   contentTypeStreamProto,
+  contentTypeStreamRegExp,
+  contentTypeUnaryRegExp,
   createEndStreamSerialization,
   endStreamFlag,
   headerTimeout as headerConnectTimeoutName,
@@ -12,6 +14,7 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import {
   contentTypeProto as grpcContentTypeProto,
+  contentTypeRegExp as grpcContentTypeRegExp,
   headerAcceptEncoding as headerGrpcAcceptEncodingName,
   headerEncoding as headerGrpcEncodingName,
   headerTimeout as headerGrpcTimeoutName,
@@ -20,6 +23,7 @@ import {
 } from "@connectrpc/connect/protocol-grpc";
 import {
   contentTypeProto as grpcWebContentTypeProto,
+  contentTypeRegExp as grpcWebContentTypeRegExp,
   trailerFlag,
   trailerSerialize,
 } from "@connectrpc/connect/protocol-grpc-web";
@@ -105,6 +109,34 @@ const closedReasons = new Map<number, unknown>();
 // give the implementation a chance to set response headers"). The lean path
 // sends them from its sink's first write; test/connect-internals.test.ts holds
 // connect-node and the lean path to it.
+
+/**
+ * Whether connect-node (or, for gRPC-Web text, the lean road) speaks a
+ * request of this content type to a method of this kind: connect's own
+ * content type patterns, by protocol.
+ */
+export function takesContentType(contentType: string | undefined, streaming: boolean): boolean {
+  if (contentType === undefined) return false;
+  const connect = streaming ? contentTypeStreamRegExp : contentTypeUnaryRegExp;
+  return (
+    connect.test(contentType) || grpcContentTypeRegExp.test(contentType) || grpcWebContentTypeRegExp.test(contentType)
+  );
+}
+
+/** The content types a method of this kind takes, as a 415 names them. */
+export function contentTypesTaken(streaming: boolean): string[] {
+  const connect = streaming
+    ? [contentTypeStreamProto, contentTypeStreamJson]
+    : ["application/proto", "application/json"];
+  return [
+    ...connect,
+    "application/grpc",
+    grpcContentTypeProto,
+    "application/grpc-web",
+    grpcWebContentTypeProto,
+    "application/grpc-web-text",
+  ];
+}
 
 /** The path connect's router serves Stream on (createMethodUrl). */
 export const streamPath = `/${StreamService.typeName}/${StreamService.method.stream.name}`;

@@ -9,12 +9,19 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { StreamService } from "../../../gen/stream/v1/stream_pb.js";
-import { connectTimeout, grpcTimeout, streamPath } from "../../connect-internals/protocol.js";
+import {
+  connectTimeout,
+  contentTypesTaken,
+  grpcTimeout,
+  streamPath,
+  takesContentType,
+} from "../../connect-internals/protocol.js";
 import type { GreetingStreams } from "../../core/stream-service.js";
 import type { Exchange, NodeRequest } from "../../http/exchange.js";
 import { sendJsonError } from "../../http/exchange.js";
 import { resetStream } from "../../http/h2.js";
 import type { Road, Route } from "../../http/road.js";
+import { connectEnvelopeProblem } from "../kit/envelope-check.js";
 import { openStream } from "./stream-generator.js";
 
 // connect-node's road: every RPC the lean road does not take (health,
@@ -73,17 +80,31 @@ export function createConnectRoad(options: ConnectRoadOptions): Road {
     exchanges.set(t.req, { x, refusal });
     adapter(t.req, t.res);
   };
-  const paths = servicePaths(routes);
+  /** A Connect streaming body's first byte is looked at before connect-node reads it (kit/envelope-check.ts). */
+  const serveStream = (x: Exchange) => {
+    const t = x.transport;
+    if (t.kind !== "node" || !x.head.hasBody) return run(x, undefined);
+    peekFirstByte(t.req, (first) => {
+      const problem = connectEnvelopeProblem(first);
+      if (problem !== undefined) streams.refuse(x.call, {}, problem);
+      run(x, problem);
+    });
+  };
+  const { paths, streamingPaths } = servicePaths(routes);
   const open = new Set(options.openServices);
-  const routeFor = (path: string, protocol: string): Route => ({
-    auth: open.has(path.split("/")[1] ?? "") ? "open" : "bearer",
-    timeout: protocol === "connect" ? connectTimeout : grpcTimeout,
-    stream: path === streamPath,
-    raw: false,
-    protocol: () => protocol,
-    serve: (x) => run(x, undefined),
-    refuse: (x, error) => run(x, error),
-  });
+  const routeFor = (path: string, protocol: string): Route => {
+    const streaming = streamingPaths.has(path);
+    const serve = path === streamPath && protocol === "connect" ? serveStream : (x: Exchange) => run(x, undefined);
+    return {
+      auth: open.has(path.split("/")[1] ?? "") ? "open" : "bearer",
+      timeout: protocol === "connect" ? connectTimeout : grpcTimeout,
+      stream: path === streamPath,
+      raw: false,
+      protocol: () => protocol,
+      serve: (x) => (contentTypeOk(x, streaming) ? serve(x) : unsupportedMediaType(x, streaming)),
+      refuse: (x, error) => run(x, error),
+    };
+  };
   // One route per path and timeout header, made once.
   const made = new Map<string, Route>();
   return {
@@ -102,6 +123,23 @@ export function createConnectRoad(options: ConnectRoadOptions): Road {
   };
 }
 
+/** Calls `then` with the body's first byte (undefined for an empty body), and leaves the body to be read as it was. */
+function peekFirstByte(req: NodeRequest, then: (first: number | undefined) => void): void {
+  const done = (first: number | undefined) => {
+    req.off("data", onData);
+    req.off("end", onEnd);
+    then(first);
+  };
+  const onData = (chunk: Buffer) => {
+    req.pause();
+    req.unshift(chunk);
+    done(chunk[0]);
+  };
+  const onEnd = () => done(undefined);
+  req.on("data", onData);
+  req.once("end", onEnd);
+}
+
 /** The protocol connect-node will speak to this content type, as its handler context names it. */
 function protocolOf(contentType: string | undefined): string {
   if (contentType?.startsWith("application/grpc-web")) return "grpc-web";
@@ -109,11 +147,33 @@ function protocolOf(contentType: string | undefined): string {
   return "connect";
 }
 
-/** The request paths a router with these services serves ("/grpc.health.v1.Health/Check", ...). */
-function servicePaths(routes: (router: ConnectRouter) => void): Set<string> {
+/** The request paths a router with these services serves ("/grpc.health.v1.Health/Check", ...), and those of streams. */
+function servicePaths(routes: (router: ConnectRouter) => void): { paths: Set<string>; streamingPaths: Set<string> } {
   const router = createConnectRouter();
   routes(router);
-  return new Set(router.handlers.map((h) => h.requestPath));
+  return {
+    paths: new Set(router.handlers.map((h) => h.requestPath)),
+    streamingPaths: new Set(router.handlers.filter((h) => h.method.methodKind !== "unary").map((h) => h.requestPath)),
+  };
+}
+
+/** A POST's content type is one the method's protocols speak; anything else (a GET, an OPTIONS) is connect-node's to answer. */
+function contentTypeOk(x: Exchange, streaming: boolean): boolean {
+  return x.head.method !== "POST" || takesContentType(x.head.contentType, streaming);
+}
+
+/** connect-node answers an unknown content type with an empty 415; this one names what the method takes. */
+function unsupportedMediaType(x: Exchange, streaming: boolean): void {
+  const t = x.transport;
+  if (t.kind !== "node") return;
+  const taken = contentTypesTaken(streaming);
+  const sent =
+    x.head.contentType === undefined
+      ? "no content type"
+      : `content type ${JSON.stringify(x.head.contentType.slice(0, 64))}`;
+  sendJsonError(t.res, 415, "invalid_argument", `this method takes ${taken.join(", ")}, not ${sent}`, {
+    "accept-post": taken.join(", "),
+  });
 }
 
 /** The peer took nothing for --send-timeout: its stream (HTTP/2) or its connection (HTTP/1.1) goes. */

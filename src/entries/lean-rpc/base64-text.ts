@@ -1,4 +1,4 @@
-import { ConnectError, Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 // gRPC-Web's text mode (application/grpc-web-text), which Google's grpc-web
 // client needs to stream: the same frames as binary gRPC-Web, base64-encoded

@@ -1,3 +1,4 @@
+import type { ConnectError } from "@connectrpc/connect";
 import { envelopeTooLarge, incompleteEnvelope } from "../../connect-internals/protocol.js";
 
 // Request bodies split into envelopes the way connect's handler splits them.
@@ -19,7 +20,11 @@ export class EnvelopeSplitter {
   private buffered = 0;
   private pending: { flags: number; length: number } | undefined;
 
-  constructor(private readonly readMaxBytes: number) {}
+  /** `checkFirst`: the first envelope's flags byte is looked at before its length (kit/envelope-check.ts). */
+  constructor(
+    private readonly readMaxBytes: number,
+    private checkFirst?: (flags: number) => ConnectError | undefined,
+  ) {}
 
   /** The envelopes this chunk completes; throws RESOURCE_EXHAUSTED for an oversize one. */
   push(chunk: Buffer): Envelope[] {
@@ -30,6 +35,9 @@ export class EnvelopeSplitter {
       if (this.pending === undefined) {
         if (this.buffered < 5) break;
         const head = this.take(5);
+        const problem = this.checkFirst?.(head[0] ?? 0);
+        if (problem !== undefined) throw problem;
+        this.checkFirst = undefined;
         const length = head.readUInt32BE(1);
         if (length > this.readMaxBytes) throw envelopeTooLarge(length, this.readMaxBytes);
         this.pending = { flags: head[0] ?? 0, length };

@@ -16,6 +16,7 @@ import {
 } from "../../connect-internals/protocol.js";
 import type { GreetingSink, GreetingStream, GreetingStreams } from "../../core/stream-service.js";
 import type { Exchange } from "../../http/exchange.js";
+import { connectEnvelopeProblem } from "../kit/envelope-check.js";
 import { GreetingWire } from "../kit/greeting-wire.js";
 import { WriteBatch } from "../kit/write-batch.js";
 import { Base64Reader, base64Chunk } from "./base64-text.js";
@@ -201,7 +202,10 @@ function readRequest(wire: RpcWire, ctx: EngineContext, protocol: RpcProtocol): 
   const body = wire.body;
   const text = protocol.text ? new Base64Reader() : undefined;
   return new Promise((resolve, reject) => {
-    const splitter = new EnvelopeSplitter(ctx.readMaxBytes);
+    const splitter = new EnvelopeSplitter(
+      ctx.readMaxBytes,
+      protocol.name === "connect" ? connectEnvelopeProblem : undefined,
+    );
     let first: StreamRequest | undefined;
     const stop = () => {
       body.off("data", onData);
