@@ -13,6 +13,7 @@ import { GOOD_INTERVAL_MS, measureFairness } from "./fairness.js";
 import { runH2load } from "./h2load.js";
 import type { ClientTask, FleetProtocol, Protocol } from "./load-client.js";
 import { BOTH_CORES, LOAD_CORE, pinning, runLoad, type ServerProcess, startServer } from "./processes.js";
+import { productionBuild } from "./production.js";
 import { type FigureSpec, type RowSpec, type Samples, summarize, table } from "./report.js";
 import { encodeRequest, encodeResponseFrame, envelope, maxFrameSize } from "./wire.js";
 
@@ -32,6 +33,9 @@ const usage = `usage: npm run bench -- [--quick] [--runs N]
   --runs N   runs per figure, whose median is reported (default 3; 1 with --quick)
   --only workers
              figure 9 alone (--workers 2 against 1), into bench/results/only-workers.{json,md}.tmp
+  --rows ours,grpcjs,raw
+             only these servers (keys: ours, nolog, quiet, traceDrop, traceAll, stock, grpcjs, raw),
+             into bench/results/rows.{json,md}.tmp: for looking at a change, not for the docs
 
 A full run writes bench/results/latest.{json,md}; a quick one bench/results/quick.{json,md}.tmp.
 Exits 1 when a server answered wrongly, never because of speed.
@@ -44,6 +48,7 @@ function parseFlags() {
         quick: { type: "boolean", default: false },
         runs: { type: "string" },
         only: { type: "string" },
+        rows: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -110,8 +115,18 @@ const serverFlags = new Set(Object.values(serverOptions).map((o) => o.flag));
 const hasFastPathFlag = serverFlags.has("fast-path");
 const hasMetricsFlag = serverFlags.has("metrics");
 
-const guard = pathToFileURL(path.join(root, "bench/orphan-guard.ts")).href;
-const node = (script: string) => [process.execPath, "--import", "tsx", "--import", guard, path.join(root, script)];
+// Every server and the load client as compiled JavaScript (production.ts): ours is `node dist/main.js`.
+process.stderr.write("bench: building the production build and the comparison servers\n");
+const built = await productionBuild();
+const guard = pathToFileURL(built.script("orphan-guard")).href;
+// All the load comes from 127.0.0.1: one client, as the limits per client count (when the server has them).
+const oneClient = ["max-streams-per-client", "max-connections-per-client"]
+  .filter((f) => serverFlags.has(f))
+  .flatMap((f) => [`--${f}`, "10000000"]);
+const node = (script: string) => {
+  if (script === "src/main.ts") return [process.execPath, "--import", guard, built.ours, ...oneClient];
+  return [process.execPath, "--import", guard, built.script(path.basename(script, ".ts"))];
+};
 
 interface Row extends RowSpec {
   argv: string[];
@@ -147,7 +162,7 @@ await once(sinkServer, "listening");
 sinkServer.unref();
 const sinkUrl = `http://127.0.0.1:${(sinkServer.address() as AddressInfo).port}`;
 
-const rows: Row[] = [
+const allRows: Row[] = [
   {
     key: "ours",
     title: "ours (default flags)",
@@ -215,6 +230,13 @@ const rows: Row[] = [
     full: true,
   },
 ];
+
+const onlyRows = flags.rows?.split(",").map((r) => r.trim());
+const rows = onlyRows === undefined ? allRows : allRows.filter((r) => onlyRows.includes(r.key));
+if (rows.length === 0) {
+  process.stderr.write(`--rows names none of ${allRows.map((r) => r.key).join(", ")}\n`);
+  process.exit(2);
+}
 
 const msgs = "msg/s";
 const floodFigures: FigureSpec[] = [
@@ -718,7 +740,9 @@ const recordWorkers = (row: string, figure: string, value: number) => {
   byRow[figure] ??= [];
   byRow[figure].push(value);
 };
-for (let run = 1; run <= sizes.runs; run++) {
+// --rows looks at a few servers: no figure 9.
+const workerRuns = onlyRows === undefined ? sizes.runs : 0;
+for (let run = 1; run <= workerRuns; run++) {
   // Alternate which row goes first, as the main runs rotate theirs.
   for (const row of run % 2 === 1 ? workerRows : [...workerRows].reverse()) {
     log(`[figure 9, run ${run}/${sizes.runs}] ${row.title}`);
@@ -883,8 +907,14 @@ const resultsDir = path.join(root, "bench/results");
 mkdirSync(resultsDir, { recursive: true });
 // A quick run is CI's smoke test, and --only workers a partial run: their files are git-ignored (*.tmp).
 // Only a full run of every figure replaces latest.*.
-const base = onlyWorkers ? `only-workers${quick ? "-quick" : ""}` : quick ? "quick" : "latest";
-const suffix = quick || onlyWorkers ? ".tmp" : "";
+const base = onlyWorkers
+  ? `only-workers${quick ? "-quick" : ""}`
+  : onlyRows !== undefined
+    ? "rows"
+    : quick
+      ? "quick"
+      : "latest";
+const suffix = quick || onlyWorkers || onlyRows !== undefined ? ".tmp" : "";
 const json = {
   date,
   mode: `${quick ? "quick" : "full"}${onlyWorkers ? ", figure 9 only" : ""}`,

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { describe, it } from "node:test";
 import { ConfigError, defaults, type OptionSpec, options, parseConfig } from "../src/config/config.js";
+import { HEAP_KIB_PER_STREAM, RSS_KIB_PER_STREAM, streamCapacity } from "../src/config/stream-capacity.js";
 
 describe("parseConfig()", () => {
   it("should use the defaults when nothing is given", () => {
@@ -102,5 +103,33 @@ describe("parseConfig()", () => {
     const flags = Object.values(options).map((o) => o.flag);
     assert.ok(flags.length > 10);
     for (const flag of flags) assert.match(page, new RegExp(`^\\| \`--${flag}\``, "m"), `the table lacks --${flag}`);
+  });
+});
+
+describe("--max-streams auto", () => {
+  const GiB = 2 ** 30;
+  it("should follow a container's memory limit, shared by the workers, in thousands", () => {
+    const c = streamCapacity(1, { constrained: 2 * GiB, total: 24 * GiB, heapLimit: 4 * GiB });
+    assert.equal(c.memorySource, "cgroup");
+    assert.equal(c.bound, "memory");
+    assert.equal(c.maxStreams, Math.floor(GiB / (RSS_KIB_PER_STREAM * 1024) / 1000) * 1000);
+    assert.equal(
+      streamCapacity(2, { constrained: 2 * GiB, total: 24 * GiB, heapLimit: 4 * GiB }).maxStreams,
+      Math.floor(GiB / 2 / (RSS_KIB_PER_STREAM * 1024) / 1000) * 1000,
+    );
+  });
+
+  it("should take the machine's memory without a limit, and stop at V8's heap limit", () => {
+    const c = streamCapacity(1, { constrained: 2 ** 64, total: 24 * GiB, heapLimit: 4 * GiB });
+    assert.equal(c.memorySource, "machine");
+    assert.equal(c.bound, "heap");
+    assert.equal(c.maxStreams, Math.floor((4 * GiB * 0.6) / (HEAP_KIB_PER_STREAM * 1024) / 1000) * 1000);
+  });
+
+  it("should never go below a thousand streams", () => {
+    assert.equal(
+      streamCapacity(8, { constrained: 64 * 2 ** 20, total: 24 * GiB, heapLimit: 4 * GiB }).maxStreams,
+      1000,
+    );
   });
 });

@@ -96,7 +96,7 @@ describe("the front door", () => {
       const res = await fetch(`${srv.url}${streamPath}`, {
         method: "POST",
         headers: contentType === undefined ? {} : { "content-type": contentType },
-        body: contentType === undefined ? undefined : "{}",
+        body: contentType === undefined ? null : "{}",
       });
       assert.equal(res.status, 415, String(contentType));
       const body = (await res.json()) as { code: string; message: string };

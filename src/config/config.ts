@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import type { LogFormat, LogLevel } from "../ops/log.js";
 import { parseDuration, formatDuration as showMs } from "../shared/duration.js";
 import { parseIpBlock } from "./ip-blocks.js";
+import { capacityRule } from "./stream-capacity.js";
 
 // Every limit, timeout and default of the server, each declared once in
 // `options`: the Config type, the parsing, `npm start -- --help` and the table
@@ -87,6 +88,16 @@ function oneOf<const T extends string>(allowed: readonly T[]): ValueKind<T> {
       return raw as T;
     },
     show: (v) => v,
+  };
+}
+
+/** A whole number, or "auto": worked out when the server starts (config/stream-capacity.ts). */
+function countOrAuto(min: number, max: number, rule: string): ValueKind<number | "auto"> {
+  const count = wholeNumber(min, max);
+  return {
+    accepts: `${min} to ${max}, or ${rule}`,
+    parse: (raw, flag) => (raw.trim() === "auto" ? "auto" : count.parse(raw, flag)),
+    show: String,
   };
 }
 
@@ -210,10 +221,10 @@ export const options = {
     default: 4096,
     doc: "largest request message; larger gets RESOURCE_EXHAUSTED",
   }),
-  maxStreams: option(wholeNumber(1, 10_000_000), {
+  maxStreams: option(countOrAuto(1, 10_000_000, capacityRule), {
     flag: "max-streams",
     env: "MAX_STREAMS",
-    default: 50_000,
+    default: "auto",
     doc: "streams open at once over all clients, per worker process (--workers N allows N times this); past it RESOURCE_EXHAUSTED",
   }),
   maxStreamsPerClient: option(wholeNumber(0, 10_000_000), {

@@ -12,6 +12,8 @@ import type { NodeRequest, NodeResponse } from "../http/exchange.js";
 export interface MetricsOptions {
   /** Read at scrape time: messages sent by every stream since start. */
   messagesSent(): number;
+  /** --max-streams as this process applies it (auto worked out). */
+  maxStreams: number;
   /** The process group this process serves in (--workers). Default none: GET /metrics shows this process alone. */
   group?: MetricsGroup | undefined;
 }
@@ -78,6 +80,11 @@ export class Metrics implements StreamObserver {
         for (const [protocol, n] of live.counts) this.set({ protocol }, n);
       },
     });
+    new Gauge({
+      name: "streams_max",
+      help: "Streams this process takes at once (--max-streams, or what auto worked out from its memory).",
+      registers,
+    }).set(options.maxStreams);
     counter(registers, "streams_started_total", "Streams opened since start.", "protocol", started);
     counter(
       registers,

@@ -3,6 +3,7 @@ import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1
 import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { file_stream_v1_stream, StreamService } from "../../gen/stream/v1/stream_pb.js";
 import type { Config } from "../config/config.js";
+import { HEAP_KIB_PER_STREAM, RSS_KIB_PER_STREAM, streamCapacity } from "../config/stream-capacity.js";
 import { shutdownError } from "../core/errors.js";
 import { GreetingStreams, type StreamObserver } from "../core/stream-service.js";
 import { BearerTokens } from "../door/auth.js";
@@ -47,13 +48,32 @@ export interface ServerOptions {
   metricsGroup?: MetricsGroup | undefined;
 }
 
+/** --max-streams, worked out from the memory when it is auto, and said so at start with the figures. */
+function resolveMaxStreams(config: Config, logger: Logger): number {
+  if (config.maxStreams !== "auto") return config.maxStreams;
+  const c = streamCapacity(config.workers);
+  logger.info("max streams from memory", {
+    max_streams: c.maxStreams,
+    memory_mib: Math.round(c.memoryBytes / 2 ** 20),
+    memory_source: c.memorySource,
+    workers: c.workers,
+    heap_limit_mib: Math.round(c.heapLimitBytes / 2 ** 20),
+    bound: c.bound,
+    rss_kib_per_stream: RSS_KIB_PER_STREAM,
+    heap_kib_per_stream: HEAP_KIB_PER_STREAM,
+  });
+  return c.maxStreams;
+}
+
 /** Throws a ConfigError (before anything listens) when --auth-token-file cannot be read or holds no token. */
 export function createServer(config: Config, logger: Logger, options: ServerOptions = {}): Server {
   const { tracing } = options;
   const tokenFile = config.authTokenFile;
   const tokens = tokenFile === undefined ? undefined : new BearerTokens(readTokenFile(tokenFile));
+  const maxStreams = resolveMaxStreams(config, logger);
   const metrics: Metrics | undefined = config.metrics
     ? new Metrics({
+        maxStreams,
         // Per stream, never per message: read only when /metrics is scraped.
         messagesSent: (): number => streams.messagesSent,
         group: options.metricsGroup,
@@ -67,8 +87,8 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
   observers.push(createStreamLog(logger));
   const streams = new GreetingStreams({
     defaultIntervalMs: config.defaultIntervalMs,
-    maxStreams: config.maxStreams,
-    maxStreamsPerClient: config.maxStreamsPerClient || perClientShare(config.maxStreams),
+    maxStreams,
+    maxStreamsPerClient: config.maxStreamsPerClient || perClientShare(maxStreams),
     maxDurationMs: config.maxStreamDurationMs,
     sendTimeoutMs: config.sendTimeoutMs,
     observers,
