@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
-import { envelopeOf, grpcStatusOf, streamPath } from "./support/h2-grpc.js";
+import { envelopeOf, grpcStatusOf, requestEnvelope, streamPath } from "./support/h2-grpc.js";
 import { startServer, type TestServer } from "./support/server.js";
 
 // The front door, seen from outside: every answer carries its request id,
@@ -117,6 +117,43 @@ describe("the front door", () => {
     assert.match(text, /"code":"deadline_exceeded"/);
     assert.ok(closed, "the connection was closed");
     assert.ok(tookMs >= 900 && tookMs < 3000, `answered after ${tookMs.toFixed(0)} ms`);
+  });
+
+  it("should answer 408 over HTTP/2 too, to a body that does not come in time, and only to it", async () => {
+    const session = http2.connect(srv.url);
+    session.on("error", () => {});
+    try {
+      const started = performance.now();
+      const late = session.request({
+        ":method": "POST",
+        ":path": streamPath,
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      late.on("error", () => {});
+      // Beside it, a call whose body came with its head is served in full, long past the body timeout.
+      const onTime = session.request({
+        ":method": "POST",
+        ":path": streamPath,
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      onTime.end(requestEnvelope({ name: "on time", interval: { nanos: 700_000_000 }, limit: 3n }));
+      const [status] = (await Promise.race([
+        new Promise((resolve) => late.once("response", (h) => resolve([h[":status"]]))),
+        new Promise((resolve) => setTimeout(() => resolve(["none"]), 5000)),
+      ])) as [unknown];
+      assert.equal(status, 408);
+      const tookMs = performance.now() - started;
+      assert.ok(tookMs >= 900 && tookMs < 3000, `answered after ${tookMs.toFixed(0)} ms`);
+      const chunks: Buffer[] = [];
+      onTime.on("data", (c: Buffer) => chunks.push(c));
+      const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => onTime.once("trailers", resolve));
+      assert.equal(trailers["grpc-status"], "0");
+      assert.equal(Buffer.concat(chunks).toString("latin1").split("time stream message.").length - 1, 3);
+    } finally {
+      session.destroy();
+    }
   });
 
   it("should answer bytes that begin like the HTTP/2 preface but differ with GOAWAY PROTOCOL_ERROR", async () => {

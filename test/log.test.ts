@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { createLogger, type LoggerOptions } from "../src/ops/log.js";
-import { startProcess } from "./support/process.js";
+import { createLogger, isoTime, type LoggerOptions } from "../src/ops/log.js";
+import { startProcess, stop } from "./support/process.js";
 
 // The logger every part of the server writes through (pino underneath):
 // the line's shape that log shippers and the tests read, client text kept
@@ -115,5 +115,31 @@ describe("createLogger()", () => {
     const last = JSON.parse(child.lines.at(-1) as string) as Record<string, unknown>;
     assert.equal(last.i, 1999);
     assert.ok(child.lines.every((l) => !l.includes("s3cr3t")));
+  });
+
+  it("should let a lone line out without waiting for others or for the exit", async () => {
+    // Lines gather into fewer writes; one logged on a quiet server still leaves, within the flush window.
+    const script = [
+      'import { createLogger } from "./src/ops/log.ts";',
+      'createLogger().info("alone");',
+      "setInterval(() => {}, 1000);",
+    ].join("\n");
+    const child = startProcess("--input-type=module", ["-e", script]);
+    try {
+      const line = await child.waitForLine((l) => l.includes('"alone"'), 5000);
+      assert.equal((JSON.parse(line) as { msg: string }).msg, "alone");
+    } finally {
+      await stop(child);
+    }
+  });
+});
+
+describe("isoTime()", () => {
+  it("should write what Date's toISOString() writes, for every millisecond of a second and across seconds", () => {
+    const base = Date.UTC(2026, 11, 3, 23, 59, 58);
+    for (let ms = base; ms < base + 2500; ms++) assert.equal(isoTime(ms), new Date(ms).toISOString());
+    for (const ms of [0, 1, 999, 1000, 86_400_000 - 1, Date.UTC(2038, 0, 19, 3, 14, 8)]) {
+      assert.equal(isoTime(ms), new Date(ms).toISOString());
+    }
   });
 });

@@ -77,23 +77,56 @@ export function authPolicy(tokens: BearerTokens | undefined): Policy {
  * A request body must arrive within `timeoutMs` of its head, as the head must
  * within --headers-timeout: past it, a request not yet answered gets 408,
  * whichever road waits for it. (Node's own request timeout would close an
- * HTTP/1.1 connection only later, and HTTP/2 has none.)
+ * HTTP/1.1 connection only later, and HTTP/2 has none.) Nearly every body
+ * comes in the same read as its head, and its call is answered in that turn:
+ * requests are looked at once the turn is over, and only one still waiting
+ * for its body gets a timer. A timer and its three listeners for every
+ * request were a fifth of what the front door cost a call.
  */
 export function bodyTimeoutPolicy(timeoutMs: number): Policy {
+  let waiting: Exchange[] = [];
+  let since: number[] = [];
+  const armWhoStillWaits = () => {
+    const list = waiting;
+    const times = since;
+    waiting = [];
+    since = [];
+    const now = performance.now();
+    for (let i = 0; i < list.length; i++) {
+      const x = list[i] as Exchange;
+      if (!answerStarted(x) && !bodyArrived(x)) armBodyTimer(x, timeoutMs - (now - (times[i] as number)));
+    }
+  };
   return (x) => {
     if (!x.head.hasBody || timeoutMs <= 0) return undefined;
-    const t = x.transport;
-    const body = t.kind === "h2" ? t.stream : t.req;
-    const timer = setTimeout(() => {
-      if (answerStarted(x)) return;
-      answerJson(x, 408, "deadline_exceeded", "the request body did not arrive in time", { connection: "close" });
-    }, timeoutMs);
-    const clear = () => clearTimeout(timer);
-    body.once("end", clear);
-    body.once("close", clear);
-    (t.kind === "h2" ? t.stream : t.res).once("finish", clear);
+    if (waiting.length === 0) setImmediate(armWhoStillWaits);
+    waiting.push(x);
+    since.push(performance.now());
     return undefined;
   };
+}
+
+function bodyArrived(x: Exchange): boolean {
+  const t = x.transport;
+  return t.kind === "h2" ? t.stream.readableEnded || t.stream.destroyed : t.req.complete || t.req.destroyed;
+}
+
+function armBodyTimer(x: Exchange, ms: number): void {
+  const t = x.transport;
+  const body = t.kind === "h2" ? t.stream : t.req;
+  const timer = setTimeout(
+    () => {
+      if (answerStarted(x)) return;
+      // HTTP/2 has no Connection header (Node throws on one: a timer's throw, the process's end); the stream ends.
+      const close: Record<string, string> = x.head.version === "2.0" ? {} : { connection: "close" };
+      answerJson(x, 408, "deadline_exceeded", "the request body did not arrive in time", close);
+    },
+    Math.max(0, ms),
+  );
+  const clear = () => clearTimeout(timer);
+  body.once("end", clear);
+  body.once("close", clear);
+  (t.kind === "h2" ? t.stream : t.res).once("finish", clear);
 }
 
 /**

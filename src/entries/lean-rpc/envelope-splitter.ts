@@ -5,7 +5,7 @@ import { envelopeTooLarge, incompleteEnvelope } from "../../connect-internals/pr
 
 export interface Envelope {
   flags: number;
-  data: Uint8Array;
+  data: Buffer;
 }
 
 /**

@@ -10,6 +10,7 @@ import type { Exchange, RequestHead } from "../../http/exchange.js";
 import { resetStream } from "../../http/h2.js";
 import type { Road, Route } from "../../http/road.js";
 import type { Logger } from "../../ops/log.js";
+import { readStreamRequest } from "../kit/request-wire.js";
 import { protocolOf, type RpcProtocol, rpcProtocols } from "./protocols.js";
 import { type EngineContext, LeanCall } from "./serve-rpc.js";
 
@@ -34,7 +35,10 @@ export interface LeanRpcOptions {
 }
 
 export function createLeanRpcRoad(options: LeanRpcOptions): Road {
-  const parsers = [createRequestParser(options.readMaxBytes, false), createRequestParser(options.readMaxBytes, true)];
+  const json = createRequestParser(options.readMaxBytes, false);
+  const binary = createRequestParser(options.readMaxBytes, true);
+  // The plain form read by hand, anything else as connect reads it.
+  const parsers = [json, (data: Buffer) => readStreamRequest(data) ?? binary(data)];
   const ctx: EngineContext = {
     streams: options.streams,
     readMaxBytes: options.readMaxBytes,

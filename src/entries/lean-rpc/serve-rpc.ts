@@ -37,7 +37,7 @@ import { type RpcWire, rpcWireOf } from "./rpc-wire.js";
 export interface EngineContext {
   streams: GreetingStreams;
   readMaxBytes: number;
-  parse(binary: boolean): (data: Uint8Array) => StreamRequest;
+  parse(binary: boolean): (data: Buffer) => StreamRequest;
 }
 
 /** One call on the lean road, from its request to its last frame. */
