@@ -120,15 +120,17 @@ function destination(
     sync: false,
     ...(sharedOutput ? { maxWrite: PIPE_BUF, minLength: PIPE_BUF / 2 } : { minLength: GATHER_BYTES }),
   });
-  let timer: NodeJS.Timeout | undefined;
+  let flushing = false;
   const flush = () => {
-    timer = undefined;
+    flushing = false;
     out.flush();
   };
   return {
     write(line: string) {
       out.write(line);
-      timer ??= setTimeout(flush, FLUSH_MS).unref();
+      if (flushing) return;
+      flushing = true;
+      setTimeout(flush, FLUSH_MS).unref();
     },
   };
 }
