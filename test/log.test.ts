@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
 import { createLogger, isoTime, type LoggerOptions } from "../src/ops/log.js";
 import { startProcess, stop } from "./support/process.js";
@@ -115,6 +116,55 @@ describe("createLogger()", () => {
     const last = JSON.parse(child.lines.at(-1) as string) as Record<string, unknown>;
     assert.equal(last.i, 1999);
     assert.ok(child.lines.every((l) => !l.includes("s3cr3t")));
+  });
+
+  it("should let the last lines out even when the flush came while a write was held up by a slow reader", async () => {
+    // Some 300 KiB in one turn fills the pipe, so a write is on its way when
+    // the flush timer fires. Then a line that fills a write of its own
+    // (sonic-boom's maxWrite, 16 KiB) and "last", which starts the next one:
+    // when the writes end, "last" alone is left, below the gathering
+    // threshold, and only the timer can send it.
+    const script = [
+      'import { createLogger } from "./src/ops/log.ts";',
+      "const fields = (i) => ({ i: String(i).padStart(5, '0'), pad: 'x'.repeat(300) });",
+      "let size = 0;",
+      "createLogger({ write: (l) => { size = Buffer.byteLength(l); } }).info('filler', { pad: '' });",
+      "const log = createLogger();",
+      "for (let i = 0; i < 1000; i++) log.info('bulk', fields(i));",
+      "log.info('filler', { pad: 'x'.repeat(16384 - 16 - size) });",
+      'log.info("last");',
+      "setInterval(() => {}, 1000);",
+    ].join("\n");
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    child.stdout.pause();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      let text = "";
+      const last = new Promise<void>((resolve) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          text += chunk.toString();
+          if (text.includes('"msg":"last"')) resolve();
+        });
+      });
+      child.stdout.resume();
+      await Promise.race([
+        last,
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error(`no "last" line in 5 s; ${text.length} bytes`)), 5000),
+        ),
+      ]);
+      const bulk = text.split("\n").filter((l) => l.includes('"bulk"'));
+      assert.ok(bulk.length > 500, `${bulk.length} bulk lines`);
+      assert.deepEqual(
+        bulk.map((l) => (JSON.parse(l) as { i: string }).i),
+        bulk.map((_, i) => String(i).padStart(5, "0")),
+        "every bulk line, in order",
+      );
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 
   it("should let a lone line out without waiting for others or for the exit", async () => {

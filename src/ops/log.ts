@@ -120,22 +120,33 @@ function destination(
     sync: false,
     ...(sharedOutput ? { maxWrite: PIPE_BUF, minLength: PIPE_BUF / 2 } : { minLength: GATHER_BYTES }),
   });
-  let flushing = false;
+  // sonic-boom's flush() does nothing while a write is on its way, and what
+  // is left below minLength when that write ends waits for the next line:
+  // so the timer comes again until every byte we handed over has gone.
+  let pending = 0;
+  let timer = false;
   const flush = () => {
-    flushing = false;
+    timer = false;
+    if ((out as { destroyed?: boolean }).destroyed === true) return;
     out.flush();
+    if (pending > 0) arm();
   };
+  const arm = () => {
+    timer = true;
+    setTimeout(flush, FLUSH_MS).unref();
+  };
+  out.on("write", (n: number) => {
+    pending -= n;
+  });
   return {
     write(line: string) {
       out.write(line);
-      if (flushing) return;
-      flushing = true;
-      setTimeout(flush, FLUSH_MS).unref();
+      pending += Buffer.byteLength(line);
+      if (!timer) arm();
     },
   };
 }
 
-/** How long a line may wait for others to leave with, and how many bytes they gather before they go anyway. */
 const FLUSH_MS = 50;
 const GATHER_BYTES = 12 * 1024;
 
