@@ -2,7 +2,7 @@ import type * as http from "node:http";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { NodeRequest, NodeResponse } from "../http/exchange.js";
 
-type RequestHandler = (req: NodeRequest, res: NodeResponse) => void;
+export type RequestHandler = (req: NodeRequest, res: NodeResponse) => void;
 
 // --max-connection-age. HTTP/2 sessions get theirs from the session guard
 // (session-guard.ts): GOAWAY, a grace period, then their streams end. An

@@ -84,104 +84,23 @@ export interface SessionGuard {
 }
 
 export function guardSession(session: http2.ServerHttp2Session, options: SessionGuardOptions): SessionGuard {
-  const resetWindowMs = options.resetWindowMs ?? 10_000;
-  let open = 0;
-  let resetTokens = options.maxResets;
-  let resetCheckedAt = performance.now();
-  let idleTimer: NodeJS.Timeout | undefined;
-  let pingTimer: NodeJS.Timeout | undefined;
-  let pingDue = Number.POSITIVE_INFINITY;
-  let awaitingAck: NodeJS.Timeout | undefined;
-  let ageTimer: NodeJS.Timeout | undefined;
-  let graceTimer: NodeJS.Timeout | undefined;
-  let ended = false;
+  const guard = new Guard(session, options);
+  guard.start();
+  return guard;
+}
 
-  // As the stream logs write it, so that one peer reads the same in both.
-  const peer = () => peerOf(session.socket);
-
-  const stopTimers = () => {
-    ended = true;
-    clearTimeout(idleTimer);
-    clearTimeout(pingTimer);
-    clearTimeout(awaitingAck);
-    clearTimeout(ageTimer);
-    clearTimeout(graceTimer);
-  };
-
-  const cut = (reason: CutReason, how: () => void) => {
-    if (ended || session.destroyed) return;
-    stopTimers();
-    const level = reason === "resets" || reason === "session_error" ? "warn" : "debug";
-    options.logger[level]("http2 connection closed", { peer: peer(), reason, open_streams: open });
-    how();
-  };
-
-  const schedulePing = (inMs: number) => {
-    if (options.pingIntervalMs <= 0 || ended) return;
-    const due = performance.now() + inMs;
-    // One PING at a time: an earlier one outstanding or already due sooner stays.
-    if (awaitingAck !== undefined || due >= pingDue) return;
-    clearTimeout(pingTimer);
-    pingDue = due;
-    pingTimer = setTimeout(sendPing, inMs).unref();
-  };
-
-  const sendPing = () => {
-    pingDue = Number.POSITIVE_INFINITY;
-    if (ended || session.destroyed) return;
-    awaitingAck = setTimeout(() => cut("ping_timeout", () => session.destroy()), options.pingTimeoutMs).unref();
-    try {
-      session.ping((err) => {
-        clearTimeout(awaitingAck);
-        awaitingAck = undefined;
-        // A peer that answers PINGs but sends only refused streams shows here, at the latest.
-        countRefused();
-        // An error here means the session is going anyway (closed, destroyed).
-        if (err === null) schedulePing(options.pingIntervalMs);
-      });
-    } catch {
-      // Too many PINGs outstanding, or the session is closing: the timer decides.
-    }
-  };
-
-  const armIdle = () => {
-    if (options.idleTimeoutMs > 0) {
-      idleTimer = setTimeout(
-        () =>
-          cut("idle", () => {
-            // GOAWAY NO_ERROR; with no stream open Node then destroys the session.
-            session.close();
-          }),
-        options.idleTimeoutMs,
-      ).unref();
-    }
-    schedulePing(IDLE_PROBE_DELAY_MS);
-  };
-
-  const refill = () => {
-    const now = performance.now();
-    resetTokens = Math.min(
-      options.maxResets,
-      resetTokens + ((now - resetCheckedAt) * options.maxResets) / resetWindowMs,
-    );
-    resetCheckedAt = now;
-  };
-
-  const onResets = (n: number) => {
-    refill();
-    resetTokens -= n;
-    if (resetTokens >= 0) return;
-    cut("resets", () => {
-      // Sent now, while nghttp2 may still be working through the same read:
-      // it refuses the rest of the burst, and this GOAWAY is the first the peer sees.
-      session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
-      // destroy() sends a GOAWAY of its own: with its default code, NO_ERROR,
-      // a peer that reads on would see a polite goodbye after the cut. Given a
-      // code it sends that one (and emits the error, which cut() ignores).
-      setImmediate(() => session.destroy(new Error("too many resets"), NGHTTP2_ENHANCE_YOUR_CALM));
-    });
-  };
-
+class Guard implements SessionGuard {
+  private readonly resetWindowMs: number;
+  private open = 0;
+  private resetTokens: number;
+  private resetCheckedAt = performance.now();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private pingDue = Number.POSITIVE_INFINITY;
+  private awaitingAck: NodeJS.Timeout | undefined;
+  private ageTimer: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private ended = false;
   // Streams the peer opened that JavaScript never saw: nghttp2 (or Node's
   // header limits) refused them outright, a header list past the limit (an
   // HPACK bomb) among them. Each counts against the same budget as a reset:
@@ -190,70 +109,196 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
   // a tick later: a read of 900 HEADERS has 900 'stream' events to come, so
   // the count waits until they have all come (the turn's check phase), or
   // it would take 899 streams for refused ones.
-  let seen = 0;
-  let refusedCounted = 0;
-  let countDue = false;
-  const countLater = () => {
-    if (countDue) return;
-    countDue = true;
-    setImmediate(() => {
-      countDue = false;
-      countRefused();
-    });
-  };
-  const countRefused = () => {
-    if (ended || session.destroyed) return;
-    const began = ((session.state.lastProcStreamID ?? 0) + 1) >> 1;
-    const refused = began - seen - refusedCounted;
-    if (refused <= 0) return;
-    refusedCounted += refused;
-    onResets(refused);
-  };
+  private seen = 0;
+  private refusedCounted = 0;
+  private countDue = false;
 
-  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+  constructor(
+    private readonly session: http2.ServerHttp2Session,
+    private readonly options: SessionGuardOptions,
+  ) {
+    this.resetWindowMs = options.resetWindowMs ?? 10_000;
+    this.resetTokens = options.maxResets;
+  }
+
+  start(): void {
+    const { session } = this;
+    session.on("stream", (stream: http2.ServerHttp2Stream) => this.onStream(stream));
+    // A frame Node could not send on the session itself (stream 0), or a
+    // session error: what is left of the session is of no use to anyone.
+    session.on("frameError", (_type: number, _code: number, streamId: number) => {
+      if (streamId === 0) this.cut("session_error", () => session.destroy());
+    });
+    session.on("error", () => this.cut("session_error", () => session.destroy()));
+    session.once("close", () => this.stopTimers());
+    this.armIdle();
+    this.schedulePing(this.options.pingIntervalMs);
+    this.limitAge();
+  }
+
+  suspicious(): boolean {
+    this.refill();
+    return this.resetTokens <= this.options.maxResets * 0.9;
+  }
+
+  openStreams(): number {
+    return this.open;
+  }
+
+  /** As the stream logs write it, so that one peer reads the same in both. */
+  private peer() {
+    return peerOf(this.session.socket);
+  }
+
+  private get over(): boolean {
+    return this.ended || this.session.destroyed;
+  }
+
+  private stopTimers(): void {
+    this.ended = true;
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.pingTimer);
+    clearTimeout(this.awaitingAck);
+    clearTimeout(this.ageTimer);
+    clearTimeout(this.graceTimer);
+  }
+
+  private cut(reason: CutReason, how: () => void): void {
+    if (this.over) return;
+    this.stopTimers();
+    const level = reason === "resets" || reason === "session_error" ? "warn" : "debug";
+    this.options.logger[level]("http2 connection closed", { peer: this.peer(), reason, open_streams: this.open });
+    how();
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream): void {
     const opened = performance.now();
-    open++;
-    seen++;
-    clearTimeout(idleTimer);
-    countLater();
+    this.open++;
+    this.seen++;
+    clearTimeout(this.idleTimer);
+    this.countLater();
     stream.once("close", () => {
-      open--;
+      this.open--;
       // A session that is going takes its streams with it: those are no peer's resets.
-      if (ended || session.destroyed || session.closed) return;
+      if (this.over || this.session.closed) return;
       // Rapid reset: the peer reset the stream within a second of opening it,
       // whatever code it gave: NO_ERROR before the answer was done is a reset
       // too (Node says so with `aborted`; a stream that ends well also closes
       // with NO_ERROR). A client that cancels a stream it has been reading is
       // polite, and counts for nothing.
       const reset = stream.rstCode !== NGHTTP2_NO_ERROR || stream.aborted;
-      if (reset && performance.now() - opened < RAPID_RESET_MS) onResets(1);
-      if (open === 0 && !ended) armIdle();
+      if (reset && performance.now() - opened < RAPID_RESET_MS) this.onResets(1);
+      if (this.open === 0 && !this.ended) this.armIdle();
     });
-  });
-  // A frame Node could not send on the session itself (stream 0), or a
-  // session error: what is left of the session is of no use to anyone.
-  session.on("frameError", (_type: number, _code: number, streamId: number) => {
-    if (streamId === 0) cut("session_error", () => session.destroy());
-  });
-  session.on("error", () => cut("session_error", () => session.destroy()));
-  session.once("close", stopTimers);
-  armIdle();
-  schedulePing(options.pingIntervalMs);
-  const maxAgeMs = options.maxAgeMs ?? 0;
-  if (maxAgeMs > 0) {
+  }
+
+  private schedulePing(inMs: number): void {
+    if (this.options.pingIntervalMs <= 0 || this.ended) return;
+    const due = performance.now() + inMs;
+    // One PING at a time: an earlier one outstanding or already due sooner stays.
+    if (this.awaitingAck !== undefined || due >= this.pingDue) return;
+    clearTimeout(this.pingTimer);
+    this.pingDue = due;
+    this.pingTimer = setTimeout(() => this.sendPing(), inMs).unref();
+  }
+
+  private sendPing(): void {
+    this.pingDue = Number.POSITIVE_INFINITY;
+    if (this.over) return;
+    const { session } = this;
+    this.awaitingAck = setTimeout(
+      () => this.cut("ping_timeout", () => session.destroy()),
+      this.options.pingTimeoutMs,
+    ).unref();
+    try {
+      session.ping((err) => {
+        clearTimeout(this.awaitingAck);
+        this.awaitingAck = undefined;
+        // A peer that answers PINGs but sends only refused streams shows here, at the latest.
+        this.countRefused();
+        // An error here means the session is going anyway (closed, destroyed).
+        if (err === null) this.schedulePing(this.options.pingIntervalMs);
+      });
+    } catch {
+      // Too many PINGs outstanding, or the session is closing: the timer decides.
+    }
+  }
+
+  private armIdle(): void {
+    if (this.options.idleTimeoutMs > 0) {
+      this.idleTimer = setTimeout(
+        () =>
+          this.cut("idle", () => {
+            // GOAWAY NO_ERROR; with no stream open Node then destroys the session.
+            this.session.close();
+          }),
+        this.options.idleTimeoutMs,
+      ).unref();
+    }
+    this.schedulePing(IDLE_PROBE_DELAY_MS);
+  }
+
+  private refill(): void {
+    const now = performance.now();
+    const { maxResets } = this.options;
+    this.resetTokens = Math.min(
+      maxResets,
+      this.resetTokens + ((now - this.resetCheckedAt) * maxResets) / this.resetWindowMs,
+    );
+    this.resetCheckedAt = now;
+  }
+
+  private onResets(n: number): void {
+    this.refill();
+    this.resetTokens -= n;
+    if (this.resetTokens >= 0) return;
+    const { session } = this;
+    this.cut("resets", () => {
+      // Sent now, while nghttp2 may still be working through the same read:
+      // it refuses the rest of the burst, and this GOAWAY is the first the peer sees.
+      session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+      // destroy() sends a GOAWAY of its own: with its default code, NO_ERROR,
+      // a peer that reads on would see a polite goodbye after the cut. Given a
+      // code it sends that one (and emits the error, which cut() ignores).
+      setImmediate(() => session.destroy(new Error("too many resets"), NGHTTP2_ENHANCE_YOUR_CALM));
+    });
+  }
+
+  private countLater(): void {
+    if (this.countDue) return;
+    this.countDue = true;
+    setImmediate(() => {
+      this.countDue = false;
+      this.countRefused();
+    });
+  }
+
+  private countRefused(): void {
+    if (this.over) return;
+    const began = ((this.session.state.lastProcStreamID ?? 0) + 1) >> 1;
+    const refused = began - this.seen - this.refusedCounted;
+    if (refused <= 0) return;
+    this.refusedCounted += refused;
+    this.onResets(refused);
+  }
+
+  private limitAge(): void {
+    const { session, options } = this;
+    const maxAgeMs = options.maxAgeMs ?? 0;
+    if (maxAgeMs <= 0) return;
     const ageMs = jitteredAge(maxAgeMs, options.random);
-    ageTimer = setTimeout(() => {
-      if (ended || session.destroyed || session.closed) return;
+    this.ageTimer = setTimeout(() => {
+      if (this.over || session.closed) return;
       options.logger.debug("http2 connection reached its maximum age", {
-        peer: peer(),
+        peer: this.peer(),
         age_ms: Math.round(ageMs),
-        open_streams: open,
+        open_streams: this.open,
       });
       // GOAWAY NO_ERROR naming the last stream taken; Node destroys the session once its last stream closes.
       session.close();
-      graceTimer = setTimeout(
+      this.graceTimer = setTimeout(
         () =>
-          cut("max_age", () => {
+          this.cut("max_age", () => {
             options.endStreams?.(session);
             setTimeout(() => session.destroy(), LAST_WRITES_MS).unref();
           }),
@@ -261,11 +306,4 @@ export function guardSession(session: http2.ServerHttp2Session, options: Session
       ).unref();
     }, ageMs).unref();
   }
-  return {
-    suspicious() {
-      refill();
-      return resetTokens <= options.maxResets * 0.9;
-    },
-    openStreams: () => open,
-  };
 }
