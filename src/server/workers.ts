@@ -46,72 +46,73 @@ interface Gather {
 export function runPrimary(config: Config, logger: Logger): void {
   // Structured clone, not JSON, on the IPC channel: metric values may be NaN.
   cluster.setupPrimary({ serialization: "advanced" });
-  const metrics = config.metrics ? new GroupMetrics() : undefined;
-  const bornAt = new Map<number, number>();
-  const serving = new Set<number>();
-  const restarts = new Set<NodeJS.Timeout>();
-  const gathers = new Map<number, Gather>();
-  let nextGather = 0;
-  let everServed = false;
-  let exitsInARow = 0;
-  let drained: ((clean: boolean) => void) | undefined;
-  let draining = false;
-  let clean = true;
-
-  const send = (worker: Worker, message: ToWorker) => {
-    if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});
-  };
-  const workers = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
-  const countServing = () => metrics?.setWorkers(serving.size);
-
-  const fork = () => {
-    const worker = cluster.fork();
-    bornAt.set(worker.id, performance.now());
-    // A failed send on a channel that just closed: the 'exit' that follows says what happened.
-    worker.on("error", (e: Error) => logger.debug("worker channel error", { worker: worker.id, error: e.message }));
-    logger.info("worker started", { worker: worker.id, worker_pid: worker.process.pid });
-  };
-
-  const gather = (): Promise<string> => {
-    const group = metrics;
-    if (group === undefined) return Promise.reject(new Error("metrics are off"));
-    const id = nextGather++;
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        gathers.delete(id);
-        resolve(group.render());
-      };
-      const timer = setTimeout(done, GATHER_TIMEOUT_MS);
-      const waiting = new Set<number>();
-      gathers.set(id, {
-        waiting,
-        got(worker) {
-          waiting.delete(worker);
-          if (waiting.size === 0) done();
-        },
-      });
-      for (const w of workers()) {
-        if (!serving.has(w.id) || !w.isConnected()) continue;
-        waiting.add(w.id);
-        send(w, { type: "stream-service:collect-metrics", id });
-      }
-      if (waiting.size === 0) done();
+  const primary = new Primary(config, logger);
+  cluster.on("message", (worker: Worker, message: FromWorker) => primary.onMessage(worker, message));
+  cluster.on("exit", (worker: Worker, code: number | null, signal: NodeJS.Signals | null) =>
+    primary.onExit(worker, code, signal),
+  );
+  // 1 when a worker did not exit 0: the group did not drain as it should.
+  exitOnStopSignals(logger, () => primary.shutdown().then((ok) => (ok ? 0 : 1)));
+  // Each worker reads --auth-token-file itself: SIGHUP to the primary reloads it everywhere.
+  if (config.authTokenFile !== undefined) {
+    process.on("SIGHUP", () => {
+      for (const w of workers()) w.process.kill("SIGHUP");
     });
-  };
+  }
+  logger.info("primary started", { workers: config.workers });
+  for (let i = 0; i < config.workers; i++) primary.fork();
+}
 
-  cluster.on("message", (worker: Worker, message: FromWorker) => {
+function workers(): Worker[] {
+  return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+}
+
+function send(worker: Worker, message: ToWorker): void {
+  if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});
+}
+
+class Primary {
+  private readonly metrics: GroupMetrics | undefined;
+  private readonly bornAt = new Map<number, number>();
+  private readonly serving = new Set<number>();
+  private readonly restarts = new Set<NodeJS.Timeout>();
+  private readonly gathers = new Map<number, Gather>();
+  private nextGather = 0;
+  private everServed = false;
+  private exitsInARow = 0;
+  private drained: ((clean: boolean) => void) | undefined;
+  private draining = false;
+  private clean = true;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {
+    this.metrics = config.metrics ? new GroupMetrics() : undefined;
+  }
+
+  fork(): void {
+    const worker = cluster.fork();
+    this.bornAt.set(worker.id, performance.now());
+    // A failed send on a channel that just closed: the 'exit' that follows says what happened.
+    worker.on("error", (e: Error) =>
+      this.logger.debug("worker channel error", { worker: worker.id, error: e.message }),
+    );
+    this.logger.info("worker started", { worker: worker.id, worker_pid: worker.process.pid });
+  }
+
+  onMessage(worker: Worker, message: FromWorker): void {
     switch (message.type) {
       case "stream-service:serving":
-        serving.add(worker.id);
-        everServed = true;
-        countServing();
-        logger.info("worker serving", { worker: worker.id, worker_pid: worker.process.pid });
+        this.serving.add(worker.id);
+        this.everServed = true;
+        this.metrics?.setWorkers(this.serving.size);
+        this.logger.info("worker serving", { worker: worker.id, worker_pid: worker.process.pid });
         // Forked before the drain began: it drains too.
-        if (draining) send(worker, { type: "stream-service:shutdown" });
+        if (this.draining) send(worker, { type: "stream-service:shutdown" });
         break;
       case "stream-service:metrics-request":
-        gather().then(
+        this.gather().then(
           (text) => send(worker, { type: "stream-service:metrics", id: message.id, text }),
           (e: unknown) =>
             send(worker, {
@@ -122,54 +123,84 @@ export function runPrimary(config: Config, logger: Logger): void {
         );
         break;
       case "stream-service:metrics-snapshot":
-        metrics?.update(worker.id, message.snapshot);
-        gathers.get(message.id)?.got(worker.id);
+        this.metrics?.update(worker.id, message.snapshot);
+        this.gathers.get(message.id)?.got(worker.id);
         break;
     }
-  });
+  }
 
-  cluster.on("exit", (worker: Worker, code: number | null, signal: NodeJS.Signals | null) => {
-    const livedMs = Math.round(performance.now() - (bornAt.get(worker.id) ?? 0));
-    bornAt.delete(worker.id);
-    serving.delete(worker.id);
-    metrics?.retire(worker.id);
-    countServing();
-    for (const g of gathers.values()) if (g.waiting.has(worker.id)) g.got(worker.id);
+  onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    const livedMs = Math.round(performance.now() - (this.bornAt.get(worker.id) ?? 0));
+    this.bornAt.delete(worker.id);
+    this.serving.delete(worker.id);
+    this.metrics?.retire(worker.id);
+    this.metrics?.setWorkers(this.serving.size);
+    for (const g of this.gathers.values()) if (g.waiting.has(worker.id)) g.got(worker.id);
     const fields = {
       worker: worker.id,
       worker_pid: worker.process.pid,
       code: code ?? undefined,
       signal: signal ?? undefined,
     };
-    if (draining) {
+    if (this.draining) {
       // Those that did not serve yet got SIGTERM, and had no handler for it yet.
-      if (code !== 0 && signal !== "SIGTERM") clean = false;
-      logger.info("worker exited", { ...fields, lived_ms: livedMs });
-      if (bornAt.size === 0) drained?.(clean);
+      if (code !== 0 && signal !== "SIGTERM") this.clean = false;
+      this.logger.info("worker exited", { ...fields, lived_ms: livedMs });
+      if (this.bornAt.size === 0) this.drained?.(this.clean);
       return;
     }
-    if (!everServed) {
-      logger.error("worker exited before any worker served; stopping", fields);
+    if (!this.everServed) {
+      this.logger.error("worker exited before any worker served; stopping", fields);
       // The other workers exit when this process does: their IPC channel closes.
       process.exit(typeof code === "number" && code !== 0 ? code : 1);
     }
-    exitsInARow = livedMs >= STABLE_AFTER_MS ? 1 : exitsInARow + 1;
-    const delayMs = restartDelayMs(exitsInARow);
-    logger.warn("worker exited", { ...fields, lived_ms: livedMs, restart_in_ms: delayMs });
+    this.exitsInARow = livedMs >= STABLE_AFTER_MS ? 1 : this.exitsInARow + 1;
+    const delayMs = restartDelayMs(this.exitsInARow);
+    this.logger.warn("worker exited", { ...fields, lived_ms: livedMs, restart_in_ms: delayMs });
     const timer = setTimeout(() => {
-      restarts.delete(timer);
-      metrics?.workerRestarted();
-      fork();
+      this.restarts.delete(timer);
+      this.metrics?.workerRestarted();
+      this.fork();
     }, delayMs);
-    restarts.add(timer);
-  });
+    this.restarts.add(timer);
+  }
 
-  const shutdown = (): Promise<boolean> => {
-    draining = true;
-    for (const timer of restarts) clearTimeout(timer);
-    restarts.clear();
+  /** GET /metrics for the whole group: every serving worker's snapshot, or its last one after GATHER_TIMEOUT_MS. */
+  private gather(): Promise<string> {
+    const group = this.metrics;
+    if (group === undefined) return Promise.reject(new Error("metrics are off"));
+    const id = this.nextGather++;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.gathers.delete(id);
+        resolve(group.render());
+      };
+      const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+      const waiting = new Set<number>();
+      this.gathers.set(id, {
+        waiting,
+        got(worker) {
+          waiting.delete(worker);
+          if (waiting.size === 0) done();
+        },
+      });
+      for (const w of workers()) {
+        if (!this.serving.has(w.id) || !w.isConnected()) continue;
+        waiting.add(w.id);
+        send(w, { type: "stream-service:collect-metrics", id });
+      }
+      if (waiting.size === 0) done();
+    });
+  }
+
+  shutdown(): Promise<boolean> {
+    this.draining = true;
+    for (const timer of this.restarts) clearTimeout(timer);
+    this.restarts.clear();
     const started = performance.now();
-    logger.info("shutting down", { workers: bornAt.size, grace_ms: config.shutdownGraceMs });
+    const { logger, config } = this;
+    logger.info("shutting down", { workers: this.bornAt.size, grace_ms: config.shutdownGraceMs });
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
         for (const w of workers()) {
@@ -183,29 +214,17 @@ export function runPrimary(config: Config, logger: Logger): void {
       }, config.shutdownGraceMs + EXIT_MARGIN_MS);
       const finish = (ok: boolean) => {
         clearTimeout(timer);
-        drained = undefined;
+        this.drained = undefined;
         logger.info("shut down", { clean: ok, duration_ms: Math.round(performance.now() - started) });
         resolve(ok);
       };
-      drained = finish;
+      this.drained = finish;
       for (const w of workers()) {
         // One that does not serve yet has nothing to drain (and may not listen for the message yet).
-        if (serving.has(w.id)) send(w, { type: "stream-service:shutdown" });
+        if (this.serving.has(w.id)) send(w, { type: "stream-service:shutdown" });
         else w.process.kill("SIGTERM");
       }
-      if (bornAt.size === 0) finish(true);
-    });
-  };
-
-  // 1 when a worker did not exit 0: the group did not drain as it should.
-  exitOnStopSignals(logger, () => shutdown().then((ok) => (ok ? 0 : 1)));
-  // Each worker reads --auth-token-file itself: SIGHUP to the primary reloads it everywhere.
-  if (config.authTokenFile !== undefined) {
-    process.on("SIGHUP", () => {
-      for (const w of workers()) w.process.kill("SIGHUP");
+      if (this.bornAt.size === 0) finish(true);
     });
   }
-
-  logger.info("primary started", { workers: config.workers });
-  for (let i = 0; i < config.workers; i++) fork();
 }
