@@ -40,6 +40,12 @@ export type ClientTask =
       perConnection: number;
       intervalMs: number;
       windowMs: number;
+      /**
+       * For the capacity figure: print the result as soon as the window
+       * ends (and `{"measuring":true}` when it starts), then keep the streams
+       * open this long, so that the server can be stopped while they run.
+       */
+      holdMs?: number;
     }
   | {
       mode: "idle";
@@ -470,8 +476,12 @@ async function fanout(task: Extract<ClientTask, { mode: "fanout" }>) {
     },
   );
   firsts = fleet.firsts;
-  const started = await waitAllStarted(fleet, 60_000);
+  const openedAt = performance.now();
+  const started = await waitAllStarted(fleet, 120_000);
+  const openMs = performance.now() - openedAt;
   await sleep(task.intervalMs * 5);
+  const rssKiBWith = rssKiB(task.pid);
+  if (task.holdMs !== undefined) process.stdout.write(`${JSON.stringify({ measuring: true })}\n`);
   const cpu0 = cpuMs(task.pid);
   const own0 = process.cpuUsage();
   const t0 = performance.now();
@@ -482,11 +492,12 @@ async function fanout(task: Extract<ClientTask, { mode: "fanout" }>) {
   const cpu1 = cpuMs(task.pid);
   const own = process.cpuUsage(own0);
   const errors = fleet.errors;
-  fleet.close();
   lateness.sort((a, b) => a - b);
-  return {
+  const result = {
     streams: task.streams,
     started,
+    openMs,
+    rssKiBWith,
     offeredPerSec: (task.streams * 1000) / task.intervalMs,
     deliveredPerSec: (delivered * 1000) / elapsed,
     p50LatenessMs: percentile(lateness, 50),
@@ -498,6 +509,12 @@ async function fanout(task: Extract<ClientTask, { mode: "fanout" }>) {
     clientCpuPct: ((own.user + own.system) / 1000 / elapsed) * 100,
     errors,
   };
+  if (task.holdMs !== undefined) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    await sleep(task.holdMs);
+  }
+  fleet.close();
+  return result;
 }
 
 /** Many streams at a long interval: memory per open stream and the CPU of keeping them. */

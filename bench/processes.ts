@@ -35,7 +35,7 @@ export const LOAD_CORE = "1";
 /** Figure 9's: servers with several workers, and the load beside them, on both cores. */
 export const BOTH_CORES = `${SERVER_CORE},${LOAD_CORE}`;
 
-function pinned(core: string, argv: string[]): [string, string[]] {
+export function pinned(core: string, argv: string[]): [string, string[]] {
   const [cmd, ...args] = argv;
   if (cmd === undefined) throw new Error("empty command");
   return pinning ? ["taskset", ["-c", core, cmd, ...args]] : [cmd, args];

@@ -41,7 +41,12 @@ export interface GreetingSink {
 
 /** What a stream needs of the GreetingStreams that owns it. */
 export interface StreamOwner {
-  readonly budget: { allows(): boolean; defer(task: Deferred): void; readonly deferred: number };
+  readonly budget: {
+    allows(): boolean;
+    defer(task: Deferred): void;
+    deferChange(task: Deferred): void;
+    readonly deferred: number;
+  };
   readonly pacer: { wakeAt(w: Waiter, intervalMs: number, due: number): void; cancel(w: Waiter): void };
   /** Called once, when the stream ends however it ends. */
   ended(stream: GreetingStream, end: StreamEnd): void;
@@ -52,7 +57,7 @@ export interface StreamOwner {
   unblocked(stream: GreetingStream): void;
 }
 
-type State = "new" | "running" | "blocked" | "waiting" | "deferred" | "done";
+type State = "new" | "running" | "blocked" | "waiting" | "deferred" | "cancelling" | "done";
 
 // A client that gives up at its own deadline often closes the call a moment
 // before the server's deadline timer fires; count that as the deadline.
@@ -77,6 +82,9 @@ export class GreetingStream implements Waiter, Deferred {
   private nextDue: number;
   private readonly started: number;
   private state: State = "new";
+  /** While cancelling: the state it left, and why its peer went. */
+  private left: State = "new";
+  private cancelReason: unknown;
   private cutTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -134,6 +142,11 @@ export class GreetingStream implements Waiter, Deferred {
 
   /** The budget's call: a new turn has a slice for us. */
   resumeTurn(): void {
+    if (this.state === "cancelling") {
+      this.state = this.left;
+      this.cancelNow(this.cancelReason);
+      return;
+    }
     if (this.state !== "deferred") return;
     this.state = "running";
     this.run();
@@ -141,7 +154,24 @@ export class GreetingStream implements Waiter, Deferred {
 
   /** The peer went away (`reason`: why its stream closed). Frees the stream at once; nothing more is written. */
   cancel(reason: unknown): void {
-    if (this.state === "done") return;
+    if (this.state === "done" || this.state === "cancelling") return;
+    if (this.owner.budget.allows()) {
+      this.cancelNow(reason);
+      return;
+    }
+    // Past the turn's slice the bookkeeping (log line, counters, span) waits
+    // in line like a message: a connection that drops 1,000 streams has Node
+    // close all of them in one call, and 56 such connections at once would
+    // add ours to Node's in a single turn. Nothing is written meanwhile: the
+    // sink's stream is closed.
+    this.left = this.state;
+    this.cancelReason = reason;
+    this.state = "cancelling";
+    // Already in the budget's line (deferred), it finishes when its turn comes.
+    if (this.left !== "deferred") this.owner.budget.deferChange(this);
+  }
+
+  private cancelNow(reason: unknown): void {
     const deadlineAt = this.call.deadlineAt;
     const late = deadlineAt !== undefined && performance.now() >= deadlineAt - DEADLINE_SLACK_MS;
     const error = ConnectError.from(reason);
@@ -150,14 +180,14 @@ export class GreetingStream implements Waiter, Deferred {
 
   /** Ends the stream with `error` sent to the peer: its deadline passed, or something failed. */
   fail(error: ConnectError): void {
-    if (this.state === "done") return;
+    if (this.state === "done" || this.state === "cancelling") return;
     this.finish(error.code === Code.DeadlineExceeded ? "deadline" : "error", error);
     this.sink.end(error);
   }
 
   /** Ends the stream with `error` sent to the peer, for a reason of the server's own (shutdown). */
   stop(error: ConnectError, reason: EndReason = "shutdown"): void {
-    if (this.state === "done") return;
+    if (this.state === "done" || this.state === "cancelling") return;
     this.finish(reason, error);
     this.sink.end(error);
   }
@@ -167,7 +197,7 @@ export class GreetingStream implements Waiter, Deferred {
    * closed, nothing more is written. True when its connection was closed too.
    */
   stall(error: ConnectError): boolean {
-    if (this.state === "done") return false;
+    if (this.state === "done" || this.state === "cancelling") return false;
     this.finish("send_timeout", error);
     if (this.sink.abort !== undefined) return this.sink.abort();
     this.sink.end(error);
@@ -185,7 +215,10 @@ export class GreetingStream implements Waiter, Deferred {
         // Node would make an error for each (1,000 such streams: 0.6 s in one
         // turn). A full batch goes out, and says whether the peer is behind.
         this.state = "deferred";
-        owner.budget.defer(this);
+        // A stream that has sent nothing yet is still arriving: it waits with
+        // the new streams, not ahead of the running ones it would hold up.
+        if (this.sent === 0) owner.budget.deferChange(this);
+        else owner.budget.defer(this);
         return;
       }
       const counter = this.counter;
@@ -196,8 +229,8 @@ export class GreetingStream implements Waiter, Deferred {
         this.fail(new ConnectError("internal error", Code.Internal, undefined, undefined, e));
         return;
       }
-      // The write may have found the peer gone, and cancelled us.
-      if (this.state === "done") return;
+      // The write may have found the peer gone, and cancelled us (or put that in line).
+      if (this.state !== "running") return;
       this.sent++;
       owner.counted();
       if (counter === this.last) {

@@ -40,9 +40,10 @@ export class TurnBudget {
   private inSlice = false;
   private asked = 0;
   private exhausted = false;
-  private head: Deferred | undefined;
-  private tail: Deferred | undefined;
-  private waiting = 0;
+  /** Streams already running, and work of the process's own (a cut pacer pass, queued log lines). */
+  private readonly running = new Line();
+  /** Streams that start or end (a first message, the bookkeeping of a peer gone), waiting for a slice. */
+  private readonly changing = new Line();
   private pressedUntil = 0;
 
   /**
@@ -56,7 +57,7 @@ export class TurnBudget {
 
   /** Streams waiting for a later turn. */
   get deferred(): number {
-    return this.waiting;
+    return this.running.length + this.changing.length;
   }
 
   /** A connection was just accepted: more may wait in the kernel's queue, one a turn. Keeps turns short for a while. */
@@ -87,11 +88,24 @@ export class TurnBudget {
 
   /** Runs `task.resumeTurn()` in a later turn, after the tasks deferred before it. */
   defer(task: Deferred): void {
-    task.deferredNext = undefined;
-    if (this.tail === undefined) this.head = task;
-    else this.tail.deferredNext = task;
-    this.tail = task;
-    this.waiting++;
+    this.running.push(task);
+    this.endSliceLater();
+  }
+
+  /**
+   * Runs `task`, a stream that starts or ends, in a later turn. Those wait in
+   * a line of their own, served in turn with the running ones, one of each:
+   * ten thousand streams arriving at once cost a good deal each (Node's
+   * response, a first message), and so do fifty thousand whose connections
+   * dropped (a log line, counters); a running stream waiting behind all of
+   * them would miss its pace by seconds, beside them it waits for one at most.
+   */
+  deferChange(task: Deferred): void {
+    this.changing.push(task);
+    this.endSliceLater();
+  }
+
+  private endSliceLater(): void {
     // A slice that was never opened in this turn has no endSlice coming.
     if (!this.inSlice) {
       this.inSlice = true;
@@ -102,15 +116,16 @@ export class TurnBudget {
 
   private readonly endSlice = (): void => {
     this.inSlice = false;
-    // Resume in order while this new slice lasts; a task that goes on defers
-    // itself again after one message when others wait, to the back of the line.
-    while (this.head !== undefined) {
+    // Resume in order while this new slice lasts, a running task and a new
+    // one by turns; a task that goes on defers itself again after one
+    // message when others wait, to the back of its line.
+    let fromRunning = true;
+    while (this.running.length + this.changing.length > 0) {
       if (!this.allows()) return;
-      const task = this.head;
-      this.head = task.deferredNext;
-      if (this.head === undefined) this.tail = undefined;
-      task.deferredNext = undefined;
-      this.waiting--;
+      const line: Line =
+        (fromRunning && this.running.length > 0) || this.changing.length === 0 ? this.running : this.changing;
+      fromRunning = line !== this.running;
+      const task = line.shift();
       try {
         task.resumeTurn();
       } catch (e) {
@@ -118,4 +133,29 @@ export class TurnBudget {
       }
     }
   };
+}
+
+/** Tasks in the order they were deferred, linked through `deferredNext`. */
+class Line {
+  private head: Deferred | undefined;
+  private tail: Deferred | undefined;
+  length = 0;
+
+  push(task: Deferred): void {
+    task.deferredNext = undefined;
+    if (this.tail === undefined) this.head = task;
+    else this.tail.deferredNext = task;
+    this.tail = task;
+    this.length++;
+  }
+
+  /** The oldest task; only when length > 0. */
+  shift(): Deferred {
+    const task = this.head as Deferred;
+    this.head = task.deferredNext;
+    if (this.head === undefined) this.tail = undefined;
+    task.deferredNext = undefined;
+    this.length--;
+    return task;
+  }
 }

@@ -59,134 +59,153 @@ export interface Intake {
 function ignoreError(): void {}
 
 export function createIntake(options: IntakeOptions): Intake {
-  const { roads, policies, streams, clients, logger } = options;
-  /** Streams on their way through the compatibility layer, and what to do with them there. */
-  const viaCompat = new WeakMap<http2.ServerHttp2Stream, { x: Exchange; go: () => void }>();
+  return new FrontDoor(options);
+}
 
-  const routeOf = (head: RequestHead): Route => {
-    for (const road of roads) {
+class FrontDoor implements Intake {
+  /** Streams on their way through the compatibility layer, and what to do with them there. */
+  private readonly viaCompat = new WeakMap<http2.ServerHttp2Stream, { x: Exchange; go: () => void }>();
+
+  constructor(private readonly options: IntakeOptions) {}
+
+  readonly request = (req: NodeRequest, res: NodeResponse): void => {
+    req.on("error", ignoreError);
+    res.on("error", ignoreError);
+    if ("stream" in req) {
+      const pending = this.viaCompat.get(req.stream);
+      if (pending !== undefined) {
+        this.viaCompat.delete(req.stream);
+        pending.x.transport = { kind: "node", req, res };
+        for (const [name, value] of Object.entries(pending.x.responseHeaders)) res.setHeader(name, value);
+        this.run(pending.x, pending.go);
+        return;
+      }
+    }
+    const connection = "stream" in req ? (req.stream.session ?? req.socket) : req.socket;
+    this.handle(this.exchange(nodeHead(req), { kind: "node", req, res }, req.socket, connection));
+  };
+
+  readonly stream = (
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    rawHeaders: readonly string[],
+    toCompat: () => void,
+    defer: boolean,
+  ): void => {
+    // First of all, on every road and in every state: session.destroy(err)
+    // emits err on each of its streams, and so does a stream closed with a
+    // code other than NO_ERROR or CANCEL, also while it waits a turn below.
+    stream.on("error", ignoreError);
+    const begin = () => {
+      const session = stream.session;
+      if (session === undefined || stream.destroyed || stream.closed) return;
+      const x = this.exchange(
+        h2Head(stream, headers),
+        { kind: "h2", stream, headers, rawHeaders },
+        session.socket,
+        session,
+      );
+      this.handle(x, toCompat);
+    };
+    const { budget } = this.options.streams;
+    if (defer) setImmediate(begin);
+    // Past this turn's slice a new stream waits in the budget's line of new streams: ten
+    // thousand streams in one read must not take their whole setup out of one turn.
+    else if (!budget.allows()) budget.deferChange({ deferredNext: undefined, resumeTurn: begin });
+    else begin();
+  };
+
+  readonly checkExpectation = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const body = JSON.stringify({
+      code: "invalid_argument",
+      message: `Expect: ${String(req.headers.expect).slice(0, 64)} is not supported`,
+    });
+    res.writeHead(417, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  };
+
+  private handle(x: Exchange, toCompat?: () => void): void {
+    let route: Route;
+    try {
+      route = this.routeOf(x.head);
+      x.call.protocol = route.protocol?.(x.head) ?? "";
+      for (const policy of this.options.policies) {
+        const verdict = policy(x, route);
+        if (verdict === "answered") return;
+        if (verdict !== undefined) {
+          this.refuse(x, route, verdict, toCompat);
+          return;
+        }
+      }
+    } catch (e) {
+      this.failed(x, e);
+      return;
+    }
+    this.onRoad(x, route, toCompat, () => route.serve(x));
+  }
+
+  private routeOf(head: RequestHead): Route {
+    for (const road of this.options.roads) {
       const route = road.route(head);
       if (route !== undefined) return route;
     }
     throw new Error("no road takes the request: the last road must take every request");
-  };
+  }
 
-  const failed = (x: Exchange, e: unknown) => {
-    logger.warn("request handler failed", { error: e instanceof Error ? e.message : String(e), path: x.head.path });
-    if (!answerStarted(x)) answerJson(x, 400, "invalid_argument", "malformed request");
-    else if (x.transport.kind === "node") x.transport.res.destroy();
-    else x.transport.stream.destroy();
-  };
+  private refuse(x: Exchange, route: Route, error: ConnectError, toCompat: (() => void) | undefined): void {
+    if (route.stream) this.options.streams.refuse(x.call, route.asked?.(x) ?? {}, error);
+    this.onRoad(x, route, toCompat, () => route.refuse(x, error));
+  }
 
   /** Runs `go` with the transport the route wants: through Node's compatibility layer for a road that needs it. */
-  const onRoad = (x: Exchange, route: Route, toCompat: (() => void) | undefined, go: () => void) => {
+  private onRoad(x: Exchange, route: Route, toCompat: (() => void) | undefined, go: () => void): void {
     const t = x.transport;
     if (t.kind === "h2" && !route.raw && toCompat !== undefined) {
-      viaCompat.set(t.stream, { x, go });
+      this.viaCompat.set(t.stream, { x, go });
       toCompat();
       // Node answered it itself (an Expect it does not know): nothing came back.
-      viaCompat.delete(t.stream);
+      this.viaCompat.delete(t.stream);
       return;
     }
     if (t.kind === "node") for (const [name, value] of Object.entries(x.responseHeaders)) t.res.setHeader(name, value);
+    this.run(x, go);
+  }
+
+  private run(x: Exchange, go: () => void): void {
     try {
       go();
     } catch (e) {
-      failed(x, e);
+      this.failed(x, e);
     }
-  };
+  }
 
-  const handle = (x: Exchange, toCompat?: () => void) => {
-    let route: Route;
-    try {
-      route = routeOf(x.head);
-      x.call.protocol = route.protocol?.(x.head) ?? "";
-      for (const policy of policies) {
-        const verdict = policy(x, route);
-        if (verdict === "answered") return;
-        if (verdict !== undefined) return refuse(x, route, verdict, toCompat);
-      }
-    } catch (e) {
-      return failed(x, e);
-    }
-    onRoad(x, route, toCompat, () => route.serve(x));
-  };
+  private failed(x: Exchange, e: unknown): void {
+    this.options.logger.warn("request handler failed", {
+      error: e instanceof Error ? e.message : String(e),
+      path: x.head.path,
+    });
+    if (!answerStarted(x)) answerJson(x, 400, "invalid_argument", "malformed request");
+    else if (x.transport.kind === "node") x.transport.res.destroy();
+    else x.transport.stream.destroy();
+  }
 
-  const refuse = (x: Exchange, route: Route, error: ConnectError, toCompat: (() => void) | undefined) => {
-    if (route.stream) streams.refuse(x.call, route.asked?.(x) ?? {}, error);
-    onRoad(x, route, toCompat, () => route.refuse(x, error));
-  };
-
-  const exchange = (head: RequestHead, transport: Transport, socket: SocketLike, connection: object): Exchange => ({
-    head,
-    transport,
-    responseHeaders: {},
-    timeoutMs: undefined,
-    call: createCallInfo({
-      socket,
-      connection,
-      client: clients.ofRequest(socket?.remoteAddress, head.headers["x-forwarded-for"]),
-      httpVersion: head.version,
-      requestIdHeader: single(head.headers["x-request-id"]),
-      traceparent: single(head.headers.traceparent),
-      tracestate: single(head.headers.tracestate),
-    }),
-  });
-
-  return {
-    request(req, res) {
-      req.on("error", ignoreError);
-      res.on("error", ignoreError);
-      if ("stream" in req) {
-        const pending = viaCompat.get(req.stream);
-        if (pending !== undefined) {
-          viaCompat.delete(req.stream);
-          pending.x.transport = { kind: "node", req, res };
-          for (const [name, value] of Object.entries(pending.x.responseHeaders)) res.setHeader(name, value);
-          try {
-            pending.go();
-          } catch (e) {
-            failed(pending.x, e);
-          }
-          return;
-        }
-      }
-      const connection = "stream" in req ? (req.stream.session ?? req.socket) : req.socket;
-      handle(exchange(nodeHead(req), { kind: "node", req, res }, req.socket, connection));
-    },
-
-    stream(stream, headers, rawHeaders, toCompat, defer) {
-      // First of all, on every road and in every state: session.destroy(err)
-      // emits err on each of its streams, and so does a stream closed with a
-      // code other than NO_ERROR or CANCEL, also while it waits a turn below.
-      stream.on("error", ignoreError);
-      const begin = () => {
-        const session = stream.session;
-        if (session === undefined || stream.destroyed || stream.closed) return;
-        const x = exchange(
-          h2Head(stream, headers),
-          { kind: "h2", stream, headers, rawHeaders },
-          session.socket,
-          session,
-        );
-        handle(x, toCompat);
-      };
-      if (defer) setImmediate(begin);
-      // Past this turn's slice a new stream waits in the budget's line like a message: ten
-      // thousand streams in one read must not take their whole setup out of one turn.
-      else if (!streams.budget.allows()) streams.budget.defer({ deferredNext: undefined, resumeTurn: begin });
-      else begin();
-    },
-
-    checkExpectation(req, res) {
-      const body = JSON.stringify({
-        code: "invalid_argument",
-        message: `Expect: ${String(req.headers.expect).slice(0, 64)} is not supported`,
-      });
-      res.writeHead(417, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-      res.end(body);
-    },
-  };
+  private exchange(head: RequestHead, transport: Transport, socket: SocketLike, connection: object): Exchange {
+    return {
+      head,
+      transport,
+      responseHeaders: {},
+      timeoutMs: undefined,
+      call: createCallInfo({
+        socket,
+        connection,
+        client: this.options.clients.ofRequest(socket?.remoteAddress, head.headers["x-forwarded-for"]),
+        httpVersion: head.version,
+        requestIdHeader: single(head.headers["x-request-id"]),
+        traceparent: single(head.headers.traceparent),
+        tracestate: single(head.headers.tracestate),
+      }),
+    };
+  }
 }
 
 type SocketLike = { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined;

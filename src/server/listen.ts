@@ -7,6 +7,7 @@ import type { Logger } from "../ops/log.js";
 import { closeAgedHttp1 } from "./connection-age.js";
 import { createConnectionGate, throttledLog } from "./connection-gate.js";
 import { divertStreams } from "./divert-streams.js";
+import { closeGradually } from "./gradual-close.js";
 import { cleartextServers, secureServers, type Wiring } from "./http-servers.js";
 import { connectionLimit, openFilesLimit } from "./open-files.js";
 import { guardOptions } from "./server-options.js";
@@ -81,6 +82,7 @@ export async function listen(config: Config, options: ListenOptions): Promise<Li
         // A peer's protocol error ends its session, never the process.
         session.on("error", (err) => logger.debug("http2 session error", { error: err.message }));
         guards.set(session, guardSession(session, guardOptions(config, logger, options.endStreams)));
+        closeGradually(session);
       });
     },
   };

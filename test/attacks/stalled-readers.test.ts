@@ -157,7 +157,9 @@ describe("stalled readers: 1,000 streams at interval 0 whose clients stop readin
   ];
   for (const [name, open] of cases) {
     it(`should hold each to its kernel and Node buffers, stop making messages, serve a good client and close them after --send-timeout (${name})`, async (t) => {
-      const target = await startTarget(["--send-timeout", `${SEND_TIMEOUT_S}s`, "--h2-ping-interval", "1h"]);
+      // No PINGs: a peer that reads nothing never answers one either, and the
+      // PING timeout would close its connection first; this is --send-timeout's test.
+      const target = await startTarget(["--send-timeout", `${SEND_TIMEOUT_S}s`, "--h2-ping-interval", "0s"]);
       try {
         const outcome = await underAttack(target, () => holdStalled(target, () => open(target.srv.port)));
         const { cpu, queues, timedOut } = outcome.result;
