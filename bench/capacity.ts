@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
@@ -42,6 +42,7 @@ const servers: Record<string, { title: string; argv: string[] }> = {
 interface Fanout {
   started: number;
   openMs: number;
+  rssKiBBefore: number;
   rssKiBWith: number;
   deliveredPerSec: number;
   offeredPerSec: number;
@@ -67,20 +68,6 @@ interface Row {
   firstMessageP50Us?: number;
   firstMessageP99Us?: number;
   drainMs?: number;
-}
-
-function rssKiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Runs the fleet; calls `measuring` when its window opens and `done(result)` when it closes (the streams stay open). */
@@ -119,7 +106,6 @@ async function measure(key: string, intervalMs: number): Promise<Row> {
   const spec = servers[key];
   if (spec === undefined) throw new Error(`no server ${key}`);
   const server = await startServer(spec.argv, {}, 30_000);
-  const rssBefore = rssKiB(server.pid);
   let latency: Promise<{ p50Us: number; p99Us: number }> | undefined;
   const result = await fleet(server, intervalMs, () => {
     // New calls while the fleet runs: how long the first message of each takes.
@@ -130,14 +116,10 @@ async function measure(key: string, intervalMs: number): Promise<Row> {
   });
   const first = await latency;
   let drainMs: number | undefined;
-  if (key === "ours") {
-    // SIGTERM with every stream still open: each gets its UNAVAILABLE status, then the process exits.
-    const t0 = performance.now();
-    process.kill(server.pid, "SIGTERM");
-    while (alive(server.pid) && performance.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 20));
-    drainMs = Math.round(performance.now() - t0);
-  }
-  await server.stop();
+  const t0 = performance.now();
+  // Ours drains: SIGTERM with every stream open, each gets its status, then it exits.
+  await server.stop(key === "ours" ? 120_000 : undefined);
+  if (key === "ours") drainMs = Math.round(performance.now() - t0);
   const row: Row = {
     server: key,
     intervalMs,
@@ -145,7 +127,7 @@ async function measure(key: string, intervalMs: number): Promise<Row> {
     held: result.started,
     openS: Math.round(result.openMs / 100) / 10,
     rssMiB: Math.round(result.rssKiBWith / 1024),
-    kibPerStream: Math.round(((result.rssKiBWith - rssBefore) / result.started) * 10) / 10,
+    kibPerStream: Math.round(((result.rssKiBWith - result.rssKiBBefore) / result.started) * 10) / 10,
     cpuPct: Math.round(result.cpuPct),
     deliveredPerSec: Math.round(result.deliveredPerSec),
     offeredPerSec: Math.round(result.offeredPerSec),

@@ -463,6 +463,7 @@ async function fanout(task: Extract<ClientTask, { mode: "fanout" }>) {
   let delivered = 0;
   const lateness: number[] = [];
   let firsts: Float64Array | undefined;
+  const rssKiBBefore = rssKiB(task.pid);
   const fleet = await openFleet(
     task.port,
     task.protocol ?? "grpc",
@@ -497,6 +498,7 @@ async function fanout(task: Extract<ClientTask, { mode: "fanout" }>) {
     streams: task.streams,
     started,
     openMs,
+    rssKiBBefore,
     rssKiBWith,
     offeredPerSec: (task.streams * 1000) / task.intervalMs,
     deliveredPerSec: (delivered * 1000) / elapsed,

@@ -124,8 +124,8 @@ export interface ServerProcess {
   readonly port: number;
   /** The last lines the server wrote to stderr, for error reports. */
   stderrTail(): string;
-  /** SIGTERM, then SIGKILL after a grace period; resolves once it exited. */
-  stop(): Promise<void>;
+  /** SIGTERM, then SIGKILL after `graceMs` (default 3 s); resolves once it exited. */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -174,10 +174,10 @@ export async function startServer(
     pid,
     port,
     stderrTail: () => tail,
-    async stop() {
+    async stop(graceMs = 3000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
       await exited;
       clearTimeout(timer);
     },
