@@ -30,6 +30,7 @@ const pages = [
 const expectedRecipes: Record<string, number> = {
   "README.md": 3,
   "docs/architecture.md": 0,
+  "docs/capacity.md": 0,
   "docs/clients.md": 13,
   "docs/deploy.md": 0,
   "docs/http.md": 3,
