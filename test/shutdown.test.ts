@@ -52,6 +52,44 @@ describe("graceful shutdown", () => {
     assert.ok(srv.lines.some((l) => l.includes('"shut down"') && l.includes('"clean":true')));
   });
 
+  it("should leave an end line for every stream it stopped, however many, before it exits", async () => {
+    // Thousands of streams ending at once queue their log lines behind one
+    // another (a few turns of the event loop at most, in normal running); a
+    // drain that closes its last socket sooner must not exit with them unsaid.
+    const streams = 4000;
+    server = await startServerProcess(["--shutdown-grace", "10s", "--max-streams-per-client", "10000"]);
+    const srv = server;
+    const sessions = Array.from({ length: streams / 100 }, () => http2.connect(srv.url));
+    for (const s of sessions) s.on("error", () => {});
+    const body = requestEnvelope({ name: "many", interval: durationFromMs(60_000) });
+    const answered: Promise<void>[] = [];
+    for (let i = 0; i < streams; i++) {
+      const session = sessions[Math.floor(i / 100)] as http2.ClientHttp2Session;
+      const req = session.request({
+        ":method": "POST",
+        ":path": streamPath,
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      req.on("error", () => {});
+      answered.push(new Promise((resolve) => req.once("data", () => resolve())));
+      req.resume();
+      req.end(body);
+    }
+    await Promise.all(answered);
+    srv.child.kill("SIGTERM");
+    assert.equal(await srv.exited, 0);
+    for (const s of sessions) s.destroy();
+    const ends = srv.lines.filter((l) => l.includes('"stream ended"')).map((l) => JSON.parse(l));
+    assert.equal(ends.length, streams, "one end line per stream");
+    assert.ok(
+      ends.every((e) => e.reason === "shutdown"),
+      "each ended by the shutdown",
+    );
+    const lastEnd = srv.lines.findLastIndex((l) => l.includes('"stream ended"'));
+    assert.ok(lastEnd < srv.lines.findIndex((l) => l.includes('"shut down"')), "every end line before the last word");
+  });
+
   it("should exit at once with 1 on a second SIGTERM, without waiting out the first one's drain", async () => {
     // The delay keeps the first signal's drain going for 30 s: only the second can end it sooner.
     const srv = await startServerProcess(["--shutdown-delay", "30s"]);

@@ -296,6 +296,38 @@ describe("GreetingStreams", () => {
     });
   });
 
+  describe("pace", () => {
+    it("should count the interval from the first message as it leaves, when it waited its turn", async () => {
+      const streams = new GreetingStreams();
+      const sentAt: number[] = [];
+      let ended = () => {};
+      const done = new Promise<void>((r) => {
+        ended = r;
+      });
+      // The turn's slice is spent (a thousand new streams went first): the
+      // first message waits for the next turn, which comes 60 ms late.
+      assert.equal(streams.budget.allows(), true);
+      const spin = (ms: number) => {
+        const until = performance.now() + ms;
+        while (performance.now() < until) {}
+      };
+      spin(12);
+      while (streams.budget.allows()) {}
+      const admission = streams.admit(params({ limit: 2n, interval: durationFromMs(100) }), call());
+      streams
+        .start(admission, {
+          write: () => sentAt.push(performance.now()) > 0,
+          end: () => ended(),
+        })
+        .begin();
+      assert.equal(sentAt.length, 0, "the first message waits for a later turn");
+      spin(60);
+      await done;
+      const [first, second] = sentAt as [number, number];
+      assert.ok(second - first >= 99, `the second message came ${second - first} ms after the first`);
+    });
+  });
+
   describe("refuse()", () => {
     it("should report a road's own refusal to the observers like admit()'s", () => {
       const { observer, seen } = observed();

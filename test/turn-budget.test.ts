@@ -55,4 +55,28 @@ describe("TurnBudget", () => {
     assert.ok(spread <= 3, `streams finished from turn ${Math.min(...finishedAt)} to ${Math.max(...finishedAt)}`);
     assert.equal(budget.deferred, 0);
   });
+  it("should run a task deferred again while it waits once, in its first place, and keep the line whole", async () => {
+    const budget = new TurnBudget(10);
+    const ran: string[] = [];
+    const task = (name: string): Deferred => ({ deferredNext: undefined, resumeTurn: () => ran.push(name) });
+    const [a, b, c] = [task("a"), task("b"), task("c")];
+    budget.defer(a);
+    budget.defer(b);
+    budget.defer(c);
+    // b again, in the same line and in the other one: a stream that is
+    // deferred and then cancelled past the slice asks for both.
+    budget.defer(b);
+    budget.deferChange(b);
+    budget.defer(a);
+    assert.equal(budget.deferred, 3);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(ran, ["a", "b", "c"]);
+    assert.equal(budget.deferred, 0);
+    // Out of the line, it can wait again.
+    budget.defer(b);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(ran, ["a", "b", "c", "b"]);
+  });
 });

@@ -222,6 +222,10 @@ export class GreetingStream implements Waiter, Deferred {
         return;
       }
       const counter = this.counter;
+      // The schedule counts from the first message as it leaves, not from the
+      // call's arrival: a first message that waited its turn behind a
+      // thousand new streams must not have the second follow it at once.
+      if (this.sent === 0) this.nextDue = performance.now();
       let ok: boolean;
       try {
         ok = sink.write(counter, Date.now());

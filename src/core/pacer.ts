@@ -2,29 +2,46 @@ import type { Deferred, TurnBudget } from "./turn-budget.js";
 
 // Waits between two messages of many streams, cheaply.
 //
-// Streams that share an interval share one timer: their due times arrive in
-// nearly the order they were scheduled, so each interval keeps a list sorted
-// by due time (inserted from the tail, which is O(1) in the common case) and
-// one setTimeout armed for its head. Ten thousand idle streams at 2 s then
-// cost a handful of timers instead of ten thousand. When a timer fires, one
-// pass wakes every stream that is due, by a plain call (no promise per
-// message), within the turn budget: what the budget refuses is woken in the
-// next turn, still in due order.
+// Streams that share an interval share one timer. Each interval keeps its
+// waits in slots of a millisecond (streams due within the same millisecond
+// go together), a slot's streams in the order they came, and the slots'
+// times in a heap, with one setTimeout armed for the earliest: ten thousand
+// idle streams at 2 s cost a handful of timers instead of ten thousand, and a
+// wait costs the same however many others there are. (A list sorted by due
+// time cost that only while streams came in due order; a fleet of 100,000
+// opening at once starts its streams a second or two after they were
+// admitted, out of that order, and each insertion walked tens of thousands
+// of nodes: the first messages of new streams came at a few hundred a second.)
+// When a timer fires, one pass wakes every stream that is due, by a plain
+// call (no promise per message), within the turn budget: what the budget
+// refuses is woken in the next turn, still in due order.
 
-/** A stream as the pacer sees it: a node of one interval's list. The pacer owns these fields. */
+/** A stream as the pacer sees it: a node of one slot's list. The pacer owns these fields. */
 export interface Waiter {
   /** Writes the stream's next message. */
   wake(): void;
   due: number;
   prevWaiter: Waiter | undefined;
   nextWaiter: Waiter | undefined;
+  /** The slot it waits in, while it waits. */
   queue: unknown;
+}
+
+/** The waits of one interval due within one millisecond, in the order they came. */
+interface Slot {
+  readonly ms: number;
+  readonly queue: Queue;
+  head: Waiter | undefined;
+  tail: Waiter | undefined;
 }
 
 interface Queue {
   readonly intervalMs: number;
-  head: Waiter | undefined;
-  tail: Waiter | undefined;
+  readonly slots: Map<number, Slot>;
+  /** A min-heap of the slots' times; a time whose slot emptied stays until it is reached. */
+  readonly times: number[];
+  /** Waits in this queue. */
+  size: number;
   timer: NodeJS.Timeout | undefined;
   timerDue: number;
   /** A pass was cut short by the budget and waits in the budget's line to go on. */
@@ -60,14 +77,15 @@ export class Pacer {
     return n;
   }
 
-  /** Calls `w.wake()` at `due` (a performance.now() time). `w` must not be waiting already. */
+  /** Calls `w.wake()` at `due` (a performance.now() time), up to SLACK_MS early. `w` must not be waiting already. */
   wakeAt(w: Waiter, intervalMs: number, due: number): void {
     let q = this.queues.get(intervalMs);
     if (q === undefined) {
       const queue: Queue = {
         intervalMs,
-        head: undefined,
-        tail: undefined,
+        slots: new Map(),
+        times: [],
+        size: 0,
         timer: undefined,
         timerDue: 0,
         resuming: false,
@@ -76,49 +94,60 @@ export class Pacer {
       q = queue;
       this.queues.set(intervalMs, q);
     }
+    const ms = Math.ceil(due);
+    let slot = q.slots.get(ms);
+    if (slot === undefined) {
+      slot = { ms, queue: q, head: undefined, tail: undefined };
+      q.slots.set(ms, slot);
+      pushTime(q.times, ms);
+    }
     w.due = due;
-    let after = q.tail;
-    while (after !== undefined && after.due > due) after = after.prevWaiter;
-    w.queue = q;
-    w.prevWaiter = after;
-    w.nextWaiter = after === undefined ? q.head : after.nextWaiter;
-    if (w.nextWaiter === undefined) q.tail = w;
-    else w.nextWaiter.prevWaiter = w;
-    if (after === undefined) q.head = w;
-    else after.nextWaiter = w;
+    w.queue = slot;
+    w.nextWaiter = undefined;
+    w.prevWaiter = slot.tail;
+    if (slot.tail === undefined) slot.head = w;
+    else slot.tail.nextWaiter = w;
+    slot.tail = w;
+    q.size++;
     this.waiting++;
-    if (q.head === w) this.arm(q);
+    this.arm(q);
   }
 
   /** Stops `w`'s wait, if it waits. */
   cancel(w: Waiter): void {
-    const q = w.queue as Queue | undefined;
-    if (q === undefined) return;
-    if (w.prevWaiter === undefined) q.head = w.nextWaiter;
+    const slot = w.queue as Slot | undefined;
+    if (slot === undefined) return;
+    if (w.prevWaiter === undefined) slot.head = w.nextWaiter;
     else w.prevWaiter.nextWaiter = w.nextWaiter;
-    if (w.nextWaiter === undefined) q.tail = w.prevWaiter;
+    if (w.nextWaiter === undefined) slot.tail = w.prevWaiter;
     else w.nextWaiter.prevWaiter = w.prevWaiter;
     w.prevWaiter = w.nextWaiter = undefined;
     w.queue = undefined;
     this.waiting--;
-    if (q.head === undefined) this.disarm(q);
+    const q = slot.queue;
+    if (slot.head === undefined && q.slots.get(slot.ms) === slot) q.slots.delete(slot.ms);
+    if (--q.size === 0) this.disarm(q);
   }
 
   private arm(q: Queue): void {
-    const head = q.head;
-    if (head === undefined || q.resuming) return;
+    const first = q.times[0];
+    if (first === undefined || q.resuming) return;
     if (q.timer !== undefined) {
-      if (q.timerDue <= head.due) return;
+      if (q.timerDue <= first) return;
       clearTimeout(q.timer);
     }
-    q.timerDue = head.due;
-    q.timer = setTimeout(() => this.fire(q), Math.max(0, head.due - performance.now()));
+    q.timerDue = first;
+    q.timer = setTimeout(() => this.fire(q), Math.max(0, first - SLACK_MS - performance.now()));
   }
 
   private disarm(q: Queue): void {
+    this.disarmTimer(q);
+    if (!q.resuming) this.forget(q);
+  }
+
+  private disarmTimer(q: Queue): void {
     if (q.timer !== undefined) clearTimeout(q.timer);
     q.timer = undefined;
-    if (!q.resuming) this.forget(q);
   }
 
   private forget(q: Queue): void {
@@ -129,24 +158,69 @@ export class Pacer {
     q.timer = undefined;
     q.resuming = false;
     const now = performance.now() + SLACK_MS;
-    while (q.head !== undefined && q.head.due <= now) {
-      if (!this.budget.allows()) {
-        // The rest of the pass waits in the budget's line, in due order, like
-        // any stream that was cut short: behind a thousand fast streams it
-        // still comes within a turn. Nothing re-arms meanwhile.
-        q.resuming = true;
-        this.budget.defer(q.rest);
-        return;
-      }
-      const w = q.head;
-      this.cancel(w);
-      try {
-        w.wake();
-      } catch (e) {
-        this.onError(e);
+    for (let slot = dueSlot(q, now); slot !== undefined; slot = dueSlot(q, now)) {
+      while (slot.head !== undefined) {
+        if (!this.budget.allows()) {
+          // The rest of the pass waits in the budget's line, in due order, like
+          // any stream that was cut short: behind a thousand fast streams it
+          // still comes within a turn. Nothing re-arms meanwhile.
+          // A stream woken in this pass that waits again re-armed the
+          // timer: it must not fire while the rest waits in line, or the
+          // pass would run twice and defer itself twice.
+          this.disarmTimer(q);
+          q.resuming = true;
+          this.budget.defer(q.rest);
+          return;
+        }
+        const w = slot.head;
+        this.cancel(w);
+        try {
+          w.wake();
+        } catch (e) {
+          this.onError(e);
+        }
       }
     }
-    if (q.head !== undefined) this.arm(q);
+    if (q.size > 0) this.arm(q);
     else this.forget(q);
   }
+}
+
+/** The earliest slot of `q` due by `now` that still holds waits; drops the times of slots that emptied. */
+function dueSlot(q: Queue, now: number): Slot | undefined {
+  for (;;) {
+    const ms = q.times[0];
+    if (ms === undefined || ms > now) return undefined;
+    const slot = q.slots.get(ms);
+    if (slot !== undefined && slot.head !== undefined) return slot;
+    popTime(q.times);
+  }
+}
+
+function pushTime(heap: number[], t: number): void {
+  let i = heap.push(t) - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    const p = heap[parent] as number;
+    if (p <= t) break;
+    heap[i] = p;
+    i = parent;
+  }
+  heap[i] = t;
+}
+
+function popTime(heap: number[]): void {
+  const last = heap.pop() as number;
+  if (heap.length === 0) return;
+  let i = 0;
+  for (;;) {
+    const left = 2 * i + 1;
+    if (left >= heap.length) break;
+    const right = left + 1;
+    const child = right < heap.length && (heap[right] as number) < (heap[left] as number) ? right : left;
+    if ((heap[child] as number) >= last) break;
+    heap[i] = heap[child] as number;
+    i = child;
+  }
+  heap[i] = last;
 }

@@ -27,7 +27,7 @@
 export interface Deferred {
   /** Runs again (or does nothing if it ended meanwhile); asks before each message, defers itself again when refused. */
   resumeTurn(): void;
-  /** Set while the stream waits in the budget's line; the budget owns it. */
+  /** Set while the task waits in the budget's line (undefined otherwise); the budget owns it. */
   deferredNext: Deferred | undefined;
 }
 
@@ -86,7 +86,7 @@ export class TurnBudget {
     return false;
   }
 
-  /** Runs `task.resumeTurn()` in a later turn, after the tasks deferred before it. */
+  /** Runs `task.resumeTurn()` in a later turn, after the tasks deferred before it; once, if it waits already. */
   defer(task: Deferred): void {
     this.running.push(task);
     this.endSliceLater();
@@ -135,14 +135,23 @@ export class TurnBudget {
   };
 }
 
-/** Tasks in the order they were deferred, linked through `deferredNext`. */
+/**
+ * The link of the last task in a line: `deferredNext` is undefined only on a
+ * task that waits in no line, so a task deferred again while it waits keeps
+ * its place instead of being linked in twice (which cut the line short and
+ * ended the process on the next shift).
+ */
+const LAST: Deferred = { deferredNext: undefined, resumeTurn() {} };
+
+/** Tasks in the order they were deferred, linked through `deferredNext`. A task waits in one line at most, once. */
 class Line {
   private head: Deferred | undefined;
   private tail: Deferred | undefined;
   length = 0;
 
   push(task: Deferred): void {
-    task.deferredNext = undefined;
+    if (task.deferredNext !== undefined) return;
+    task.deferredNext = LAST;
     if (this.tail === undefined) this.head = task;
     else this.tail.deferredNext = task;
     this.tail = task;
@@ -152,7 +161,8 @@ class Line {
   /** The oldest task; only when length > 0. */
   shift(): Deferred {
     const task = this.head as Deferred;
-    this.head = task.deferredNext;
+    const next = task.deferredNext;
+    this.head = next === LAST ? undefined : next;
     if (this.head === undefined) this.tail = undefined;
     task.deferredNext = undefined;
     this.length--;

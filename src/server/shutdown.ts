@@ -119,6 +119,10 @@ export async function shutdown(options: ShutdownOptions): Promise<boolean> {
     for (const session of listener.sessions) session.destroy();
   }
   await stopped;
+  // The streams' end lines and spans wait in the turn budget's line like any
+  // work, a few turns behind; with thousands ended at once the last socket
+  // can close first, and the process would exit with them unsaid.
+  streams.flushObservers();
   await options.flush?.(Math.max(graceMs - (performance.now() - started), MIN_FLUSH_MS));
   logger.info("shut down", { clean, duration_ms: Math.round(performance.now() - began) });
   return clean;

@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { after, test } from "node:test";
 import { productionBuild } from "../../bench/production.js";
 import { h2Get } from "../support/attack.js";
-import { listening, startCommand, stop } from "../support/process.js";
+import { listening, type Proc, startCommand, stop } from "../support/process.js";
 import { settledFds } from "../support/server-watch.js";
 import { generators, kinds } from "./attacks.js";
 import { seeded } from "./random.js";
@@ -54,7 +54,7 @@ for (const [name, args] of Object.entries(configurations)) {
         try {
           await runStep(srv.url, base, warmUp, rnd, false);
         } catch (e) {
-          throw new Error(`seed ${seed}, ${name}, warm-up, plan ${JSON.stringify(warmUp)}: ${String(e)}`);
+          throw new Error(`seed ${seed}, ${name}, warm-up, plan ${JSON.stringify(warmUp)}: ${String(e)}${death(srv)}`);
         }
       }
       base.rssMiB = totalRss(pids);
@@ -77,7 +77,9 @@ for (const [name, args] of Object.entries(configurations)) {
           worst.fdsAfter = f.fdsAfter;
           worst.refusals += f.refusals;
         } catch (e) {
-          throw new Error(`seed ${seed}, ${name}, step ${steps + 1}, plan ${JSON.stringify(plans)}: ${String(e)}`);
+          throw new Error(
+            `seed ${seed}, ${name}, step ${steps + 1}, plan ${JSON.stringify(plans)}: ${String(e)}${death(srv)}`,
+          );
         }
         for (const p of plans) counted[p.kind] = (counted[p.kind] ?? 0) + 1;
         steps++;
@@ -100,6 +102,13 @@ for (const [name, args] of Object.entries(configurations)) {
       await stop(proc, "SIGKILL");
     }
   });
+}
+
+/** If the server died, how: its exit status and the end of what it wrote to stderr, so the failure says why. */
+function death(srv: Proc): string {
+  const { exitCode, signalCode } = srv.child;
+  if (exitCode === null && signalCode === null) return "";
+  return `\nthe server exited (${exitCode ?? signalCode}); its stderr ended:\n${srv.stderr().slice(-4000)}`;
 }
 
 const round = (n: number) => Math.round(n * 10) / 10;
