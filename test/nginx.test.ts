@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFile } from "node:fs/promises";
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
@@ -248,5 +251,72 @@ describe("nginx with deploy/nginx/stream-service.conf, in front of three instanc
     assert.deepEqual(after, [2, 2, 2, 2]);
     for (const s of open) s.cancel();
     await Promise.all(open.map((s) => s.ended));
+  });
+});
+
+describe("nginx in front of an instance started with --trusted-proxy naming it", () => {
+  let instance: ServerProc;
+  let nginx: Nginx;
+
+  before(async () => {
+    // Two streams a client; nginx connects from 127.0.0.1 and forwards the
+    // client's address in X-Forwarded-For, as the shipped site does.
+    instance = await startServerProcess(["--max-streams-per-client", "2", "--trusted-proxy", "127.0.0.1"]);
+    nginx = await startNginx([instance.port]);
+  });
+
+  after(async () => {
+    await nginx?.stop();
+    await stop(instance, "SIGKILL");
+  });
+
+  const opened: Array<{ destroy(): void }> = [];
+  after(() => {
+    for (const o of opened) o.destroy();
+  });
+
+  /** An endless NDJSON stream through nginx's HTTP/1.1 port from `localAddress`: its status. */
+  const ndjson = (localAddress: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = http.get(`${nginx.httpUrl}/stream?interval=1h`, { localAddress, agent: false }, (res) => {
+        opened.push(req);
+        res.once("data", () => resolve(res.statusCode ?? 0));
+      });
+      req.on("error", reject);
+    });
+
+  /** An endless gRPC stream through nginx's h2c port from `localAddress`: its grpc-status, "0" while it streams. */
+  const grpc = (localAddress: string) =>
+    new Promise<string>((resolve, reject) => {
+      const session = http2.connect(nginx.h2cUrl, {
+        createConnection: () => net.connect({ host: "127.0.0.1", port: nginx.h2cPort, localAddress }),
+      });
+      opened.push(session);
+      session.on("error", reject);
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/stream.v1.StreamService/Stream",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      req.on("response", (h) => {
+        if (h["grpc-status"] !== undefined) resolve(String(h["grpc-status"]));
+      });
+      req.on("trailers", (t) => resolve(String(t["grpc-status"])));
+      req.once("data", () => resolve("0"));
+      req.on("error", reject);
+      // interval 1h: 0x12 (field 2, length-delimited), a Duration of 3600 s.
+      req.end(Buffer.from([0, 0, 0, 0, 5, 0x12, 3, 0x08, 0x90, 0x1c]));
+    });
+
+  it("should count each client by its own address, over HTTP/1.1 and gRPC, however many share nginx", async () => {
+    assert.equal(await ndjson("127.0.0.2"), 200);
+    assert.equal(await grpc("127.0.0.2"), "0");
+    assert.equal(await ndjson("127.0.0.2"), 429, "the first client's share is taken");
+    assert.equal(await grpc("127.0.0.2"), String(Code.ResourceExhausted));
+    // Another client behind the same nginx still gets in: without the flag,
+    // every client would count as nginx's one address.
+    assert.equal(await grpc("127.0.0.3"), "0");
+    assert.equal(await ndjson("127.0.0.3"), 200);
   });
 });

@@ -11,7 +11,7 @@ import { type ServerProc, startServerProcess, stop } from "./process.js";
 export interface FleetOptions {
   /** Instances. Default 3. */
   size?: number;
-  /** Flags for every instance. Default ["--shutdown-grace", "3s"]. */
+  /** Flags for every instance. Default ["--shutdown-grace", "3s", "--trusted-proxy", "127.0.0.1"]: nginx is on loopback. */
   serverArgs?: string[];
   /** Put nginx (deploy/nginx/stream-service.conf as shipped) in front. Default true. */
   nginx?: boolean;
@@ -98,7 +98,7 @@ export interface Fleet {
 
 export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   const size = options.size ?? 3;
-  const serverArgs = options.serverArgs ?? ["--shutdown-grace", "3s"];
+  const serverArgs = options.serverArgs ?? ["--shutdown-grace", "3s", "--trusted-proxy", "127.0.0.1"];
   const startTimeoutMs = options.startTimeoutMs ?? 60_000;
   const readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
   const exitTimeoutMs = options.exitTimeoutMs ?? 15_000;
