@@ -1,25 +1,35 @@
-import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { pinned, runLoad, type ServerProcess, startServer } from "./processes.js";
+import { measurePace } from "../test/support/fast-readers.js";
+import { holdFleet } from "./fleet.js";
+import { runLoad, startServer } from "./processes.js";
 import { productionBuild } from "./production.js";
 
 // npm run bench:capacity [-- --streams 100000] [-- --intervals 2000,10000] [-- --rows ours,grpcjs,raw]
+//                        [-- --sweep 100:5000,1000:20000,...] [-- --ceiling 100000,150000,...]
 //
-// How many streams one process holds, as the production build runs: for
-// each server and interval, `--streams` gRPC streams (100 to a connection)
-// from the load core, then over a 10 s window the memory per stream, the
-// server's CPU, what was delivered and how late, the first message of new
-// calls made meanwhile, and, for ours, the time a SIGTERM takes to drain
-// them all. Writes bench/results/capacity.{json,md}.
+// How many streams one process holds, as the production build runs. Three
+// tables, each cell a fresh server:
+// - the headline: for each server and interval, `--streams` gRPC streams
+//   (100 to a connection) from the load core, then over a 10 s window the
+//   memory per stream, the server's CPU, what was delivered and how late,
+//   the first message of new calls and the pace of a good client made
+//   meanwhile, and, for ours, the time a SIGTERM takes to drain them all;
+// - the sweep: ours at intervals from 100 ms to 60 s, each with as many
+//   streams as `interval:streams` says, for the cost of a stream at each;
+// - the ceiling: ours at 2 s with more and more streams, until the p99
+//   lateness passes 1 s or the load client itself runs out of core.
+// Writes bench/results/capacity.{json,md}.
 
 const { values: flags } = parseArgs({
   options: {
     streams: { type: "string", default: "100000" },
     intervals: { type: "string", default: "2000,10000" },
     rows: { type: "string", default: "ours,grpcjs,raw" },
+    sweep: { type: "string", default: "100:5000,500:20000,2000:50000,10000:100000,60000:100000" },
+    ceiling: { type: "string", default: "100000,150000,200000,250000,300000" },
   },
 });
 const streams = Number(flags.streams);
@@ -39,19 +49,6 @@ const servers: Record<string, { title: string; argv: string[] }> = {
   raw: { title: "raw node:http2", argv: [process.execPath, built.script("raw-http2-server")] },
 };
 
-interface Fanout {
-  started: number;
-  openMs: number;
-  rssKiBBefore: number;
-  rssKiBWith: number;
-  deliveredPerSec: number;
-  offeredPerSec: number;
-  p99LatenessMs: number;
-  maxLatenessMs: number;
-  cpuPct: number;
-  errors: number;
-}
-
 interface Row {
   server: string;
   intervalMs: number;
@@ -65,61 +62,57 @@ interface Row {
   offeredPerSec: number;
   p99LatenessMs: number;
   maxLatenessMs: number;
+  clientCpuPct: number;
   firstMessageP50Us?: number;
   firstMessageP99Us?: number;
+  goodWorstGapMs?: number;
+  goodWorstHealthzMs?: number;
   drainMs?: number;
 }
 
-/** Runs the fleet; calls `measuring` when its window opens and `done(result)` when it closes (the streams stay open). */
-function fleet(server: ServerProcess, intervalMs: number, measuring: () => void): Promise<Fanout> {
+interface Cell {
+  key: string;
+  streams: number;
+  intervalMs: number;
+  /** The headline's extras: new calls and a good client during the window, and the drain. */
+  probes: boolean;
+}
+
+async function measure({ key, streams, intervalMs, probes }: Cell): Promise<Row> {
+  const spec = servers[key];
+  if (spec === undefined) throw new Error(`no server ${key}`);
+  const server = await startServer(spec.argv, {}, 30_000);
+  let latency: Promise<{ p50Us: number; p99Us: number }> | undefined;
+  let pace: ReturnType<typeof measurePace> | undefined;
+  // A long interval gets a window of one interval, so that every stream sends in it.
+  const windowMs = Math.max(WINDOW_MS, intervalMs);
   const task = {
-    mode: "fanout",
     port: server.port,
     pid: server.pid,
     streams,
     perConnection: PER_CONNECTION,
     intervalMs,
-    windowMs: WINDOW_MS,
-    holdMs: HOLD_MS,
+    settleMs: Math.min(intervalMs * 5, 20_000),
+    windowMs,
+    holdMs: probes ? HOLD_MS : 0,
   };
-  const [cmd, args] = pinned("1", [process.execPath, "--max-old-space-size=8192", client, JSON.stringify(task)]);
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"], cwd: root });
-  return new Promise((resolve, reject) => {
-    let pending = "";
-    child.stdout.on("data", (d: Buffer) => {
-      pending += d.toString();
-      let nl = pending.indexOf("\n");
-      while (nl !== -1) {
-        const line = JSON.parse(pending.slice(0, nl)) as { measuring?: true; error?: string } & Fanout;
-        pending = pending.slice(nl + 1);
-        if (line.error !== undefined) reject(new Error(line.error));
-        else if (line.measuring === true) measuring();
-        else resolve(line);
-        nl = pending.indexOf("\n");
-      }
-    });
-    child.once("exit", () => reject(new Error("the fleet exited before its window closed")));
-  });
-}
-
-async function measure(key: string, intervalMs: number): Promise<Row> {
-  const spec = servers[key];
-  if (spec === undefined) throw new Error(`no server ${key}`);
-  const server = await startServer(spec.argv, {}, 30_000);
-  let latency: Promise<{ p50Us: number; p99Us: number }> | undefined;
-  const result = await fleet(server, intervalMs, () => {
+  const result = await holdFleet(client, task, () => {
+    if (!probes) return;
     // New calls while the fleet runs: how long the first message of each takes.
     const task = { mode: "latency", port: server.port, calls: 200, warmup: 20 };
     latency = runLoad([process.execPath, client, JSON.stringify(task)], 120_000).then(
       (r) => JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as { p50Us: number; p99Us: number },
     );
+    // And a client at 100 ms over plain HTTP, with /healthz probed on fresh connections.
+    pace = measurePace(`http://127.0.0.1:${server.port}`, 100, 50);
   });
   const first = await latency;
+  const good = await pace;
   let drainMs: number | undefined;
   const t0 = performance.now();
   // Ours drains: SIGTERM with every stream open, each gets its status, then it exits.
-  await server.stop(key === "ours" ? 120_000 : undefined);
-  if (key === "ours") drainMs = Math.round(performance.now() - t0);
+  await server.stop(key === "ours" && probes ? 120_000 : undefined);
+  if (key === "ours" && probes) drainMs = Math.round(performance.now() - t0);
   const row: Row = {
     server: key,
     intervalMs,
@@ -133,7 +126,12 @@ async function measure(key: string, intervalMs: number): Promise<Row> {
     offeredPerSec: Math.round(result.offeredPerSec),
     p99LatenessMs: Math.round(result.p99LatenessMs),
     maxLatenessMs: Math.round(result.maxLatenessMs),
+    clientCpuPct: Math.round(result.clientCpuPct),
   };
+  if (good !== undefined) {
+    row.goodWorstGapMs = Math.round(good.worstGapMs);
+    row.goodWorstHealthzMs = Math.round(good.worstHealthzMs);
+  }
   if (first !== undefined) {
     row.firstMessageP50Us = Math.round(first.p50Us);
     row.firstMessageP99Us = Math.round(first.p99Us);
@@ -143,24 +141,65 @@ async function measure(key: string, intervalMs: number): Promise<Row> {
   return row;
 }
 
-const rows: Row[] = [];
+const headline: Row[] = [];
 for (const intervalMs of intervals) {
-  for (const key of String(flags.rows).split(",")) rows.push(await measure(key, intervalMs));
+  for (const key of String(flags.rows).split(",")) {
+    headline.push(await measure({ key, streams, intervalMs, probes: true }));
+  }
 }
 
+const sweep: Row[] = [];
+for (const pair of String(flags.sweep).split(",").filter(Boolean)) {
+  const [intervalMs, n] = pair.split(":").map(Number) as [number, number];
+  sweep.push(await measure({ key: "ours", streams: n, intervalMs, probes: false }));
+}
+
+// Past 1 s of p99 lateness, or with the load client near a whole core (it,
+// not the server, would then be what is measured), the search stops.
+const ceiling: Row[] = [];
+for (const n of String(flags.ceiling).split(",").filter(Boolean).map(Number)) {
+  const row = await measure({ key: "ours", streams: n, intervalMs: 2000, probes: false });
+  ceiling.push(row);
+  if (row.held < n || row.p99LatenessMs > 1000 || row.clientCpuPct > 90) break;
+}
+
+const perMessageUs = (r: Row) => (r.deliveredPerSec > 0 ? Math.round((r.cpuPct * 10_000) / r.deliveredPerSec) : "–");
 const md = [
-  `# Capacity: ${streams.toLocaleString("en")} gRPC streams in one process`,
+  `# Capacity: how many gRPC streams one process holds`,
   "",
-  `Run ${new Date().toISOString()} by \`npm run bench:capacity\` on ${cpus().length} cores, the production build; each server pinned to core 0, the load (${PER_CONNECTION} streams a connection) on core 1. One run per cell.`,
+  `Run ${new Date().toISOString()} by \`npm run bench:capacity\` on ${cpus().length} cores, the production build; each server pinned to core 0, the load (${PER_CONNECTION} streams a connection) on core 1. One run per cell, each a fresh server. Lateness is against the stream's own schedule (message k due at its first message + k × interval), at the client.`,
   "",
-  "| server | interval | held | open (s) | RSS (MiB) | KiB/stream | CPU % | msg/s delivered of offered | p99 late (ms) | worst late (ms) | new call's first message p50 / p99 (µs) | SIGTERM drain (ms) |",
-  "|---|---|---|---|---|---|---|---|---|---|---|---|",
-  ...rows.map(
+  `## ${streams.toLocaleString("en")} streams`,
+  "",
+  "| server | interval | held | open (s) | RSS (MiB) | KiB/stream | CPU % | msg/s delivered of offered | p99 late (ms) | worst late (ms) | new call's first message p50 / p99 (µs) | good client's worst gap, /healthz (ms) | SIGTERM drain (ms) |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ...headline.map(
     (r) =>
-      `| ${servers[r.server]?.title} | ${r.intervalMs / 1000} s | ${r.held} | ${r.openS} | ${r.rssMiB} | ${r.kibPerStream} | ${r.cpuPct} | ${r.deliveredPerSec} of ${r.offeredPerSec} | ${r.p99LatenessMs} | ${r.maxLatenessMs} | ${r.firstMessageP50Us ?? "–"} / ${r.firstMessageP99Us ?? "–"} | ${r.drainMs ?? "–"} |`,
+      `| ${servers[r.server]?.title} | ${r.intervalMs / 1000} s | ${r.held} | ${r.openS} | ${r.rssMiB} | ${r.kibPerStream} | ${r.cpuPct} | ${r.deliveredPerSec} of ${r.offeredPerSec} | ${r.p99LatenessMs} | ${r.maxLatenessMs} | ${r.firstMessageP50Us ?? "–"} / ${r.firstMessageP99Us ?? "–"} | ${r.goodWorstGapMs ?? "–"}, ${r.goodWorstHealthzMs ?? "–"} | ${r.drainMs ?? "–"} |`,
+  ),
+  "",
+  "## The cost of a stream, by interval (ours)",
+  "",
+  "| interval | streams | KiB/stream | CPU % | CPU % per 10,000 streams | CPU µs per message | msg/s delivered of offered | p99 late (ms) |",
+  "|---|---|---|---|---|---|---|---|",
+  ...sweep.map(
+    (r) =>
+      `| ${r.intervalMs / 1000} s | ${r.held} of ${r.streams} | ${r.kibPerStream} | ${r.cpuPct} | ${Math.round((r.cpuPct * 100_000) / r.held) / 10} | ${perMessageUs(r)} | ${r.deliveredPerSec} of ${r.offeredPerSec} | ${r.p99LatenessMs} |`,
+  ),
+  "",
+  "## The most streams at 2 s (ours)",
+  "",
+  "| streams | held | open (s) | RSS (MiB) | KiB/stream | CPU % | msg/s delivered of offered | p99 late (ms) | worst late (ms) | load client's CPU % |",
+  "|---|---|---|---|---|---|---|---|---|---|",
+  ...ceiling.map(
+    (r) =>
+      `| ${r.streams} | ${r.held} | ${r.openS} | ${r.rssMiB} | ${r.kibPerStream} | ${r.cpuPct} | ${r.deliveredPerSec} of ${r.offeredPerSec} | ${r.p99LatenessMs} | ${r.maxLatenessMs} | ${r.clientCpuPct} |`,
   ),
   "",
 ].join("\n");
-writeFileSync(path.join(root, "bench/results/capacity.json"), `${JSON.stringify(rows, null, 2)}\n`);
+writeFileSync(
+  path.join(root, "bench/results/capacity.json"),
+  `${JSON.stringify({ headline, sweep, ceiling }, null, 2)}\n`,
+);
 writeFileSync(path.join(root, "bench/results/capacity.md"), md);
 process.stdout.write(md);

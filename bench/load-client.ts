@@ -40,6 +40,8 @@ export type ClientTask =
       perConnection: number;
       intervalMs: number;
       windowMs: number;
+      /** How long the streams run between the last one's start and the window. Default 5 intervals. */
+      settleMs?: number;
       /**
        * For the capacity figure: print the result as soon as the window
        * ends (and `{"measuring":true}` when it starts), then keep the streams
@@ -480,7 +482,7 @@ async function fanout(task: Extract<ClientTask, { mode: "fanout" }>) {
   const openedAt = performance.now();
   const started = await waitAllStarted(fleet, 120_000);
   const openMs = performance.now() - openedAt;
-  await sleep(task.intervalMs * 5);
+  await sleep(task.settleMs ?? task.intervalMs * 5);
   const rssKiBWith = rssKiB(task.pid);
   if (task.holdMs !== undefined) process.stdout.write(`${JSON.stringify({ measuring: true })}\n`);
   const cpu0 = cpuMs(task.pid);
