@@ -9,13 +9,14 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { options as serverOptions } from "../src/config/config.js";
 import { roads as fairnessRoads, type Road } from "../test/support/fast-readers.js";
+import { envelope, streamPath } from "../test/support/wire.js";
 import { GOOD_INTERVAL_MS, measureFairness } from "./fairness.js";
 import { runH2load } from "./h2load.js";
 import type { ClientTask, FleetProtocol, Protocol } from "./load-client.js";
 import { BOTH_CORES, LOAD_CORE, pinning, runLoad, type ServerProcess, startServer } from "./processes.js";
 import { productionBuild } from "./production.js";
 import { type FigureSpec, type RowSpec, type Samples, summarize, table } from "./report.js";
-import { encodeRequest, encodeResponseFrame, envelope, maxFrameSize } from "./wire.js";
+import { encodeRequest, encodeResponseFrame, maxFrameSize } from "./wire.js";
 
 // npm run bench [-- --quick] [-- --runs N] [-- --only workers]
 //
@@ -108,7 +109,6 @@ if (flags.runs !== undefined) sizes.runs = Number(flags.runs);
 const FANOUT_INTERVAL_MS = 100;
 const IDLE_INTERVAL_MS = 2000;
 const STREAMS_PER_CONNECTION = 100;
-const GRPC_PATH = "/stream.v1.StreamService/Stream";
 
 // Rows pass --fast-path and --metrics only while the server declares them; the notes say when one is gone.
 const serverFlags = new Set(Object.values(serverOptions).map((o) => o.flag));
@@ -420,7 +420,7 @@ async function flood(
     r = await runH2load({
       ...common,
       method: "POST",
-      path: GRPC_PATH,
+      path: streamPath,
       bodyFile: bodyFile(f.kind, f.limit),
       headers: grpc
         ? { "content-type": "application/grpc", te: "trailers" }

@@ -1,10 +1,10 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type StreamRequest, StreamRequestSchema, StreamResponseSchema } from "../gen/stream/v1/stream_pb.js";
 
-// The bytes on the wire that the benchmark's servers and clients share: the
-// 5-byte envelope of gRPC and Connect streaming, a request encoder, an
-// incremental envelope reader, and a hand-written StreamResponse encoder for
-// the raw node:http2 ceiling (protobuf-es would be the bottleneck there).
+// The benchmark's own bytes on the wire: its request encoder, and a
+// hand-written StreamResponse encoder for the raw node:http2 ceiling
+// (protobuf-es would be the bottleneck there). Envelopes and gRPC headers
+// are the tests' (test/support/wire.ts).
 
 /** Envelope flag of the Connect protocol's end-of-stream message (JSON, carries the error if any). */
 export const CONNECT_END_STREAM = 0x02;
@@ -37,40 +37,10 @@ export function decodeRequest(bytes: Uint8Array): StreamRequest {
   return fromBinary(StreamRequestSchema, bytes);
 }
 
-/** A payload in the 5-byte envelope (flags 0, big-endian length). */
-export function envelope(payload: Uint8Array, flags = 0): Buffer {
-  const buf = Buffer.allocUnsafe(5 + payload.byteLength);
-  buf[0] = flags;
-  buf.writeUInt32BE(payload.byteLength, 1);
-  buf.set(payload, 5);
-  return buf;
-}
-
 /** Decodes a StreamResponse payload into the fields the checks look at. */
 export function decodeResponse(payload: Uint8Array): { message: string; counter: bigint; seconds: bigint } {
   const r = fromBinary(StreamResponseSchema, payload);
   return { message: r.message, counter: r.counter, seconds: r.timestamp?.seconds ?? 0n };
-}
-
-/**
- * Splits a byte stream into envelopes, across DATA chunks of any size.
- * onMessage gets each envelope's flags and a view of its payload, valid only
- * during the call (no copy unless the envelope straddled two chunks).
- */
-export function createEnvelopeReader(onMessage: (flags: number, payload: Buffer) => void): (chunk: Buffer) => void {
-  let pending: Buffer | undefined;
-  return (chunk) => {
-    const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
-    pending = undefined;
-    let off = 0;
-    while (buf.length - off >= 5) {
-      const len = buf.readUInt32BE(off + 1);
-      if (buf.length - off - 5 < len) break;
-      onMessage(buf[off] ?? 0, buf.subarray(off + 5, off + 5 + len));
-      off += 5 + len;
-    }
-    if (off < buf.length) pending = Buffer.from(buf.subarray(off));
-  };
 }
 
 /** Writes `n` as a protobuf varint at `off`; returns the offset after it. */

@@ -16,10 +16,11 @@ import { durationFromMs } from "../src/shared/duration.js";
 import { makeCertificates, type TestCertificates } from "./support/certs.js";
 import { clientCases, streamClient } from "./support/clients.js";
 import { collect, grpcJsClient, grpcJsStream } from "./support/grpc-js.js";
-import { envelopeOf, grpcCall } from "./support/h2-grpc.js";
+import { grpcCall } from "./support/h2-grpc.js";
 import { scrapeMetrics } from "./support/metrics-text.js";
 import { startProcess, startServerProcess, stop } from "./support/process.js";
 import { startServer, type TestServer } from "./support/server.js";
+import { envelope } from "./support/wire.js";
 
 // --auth-token-file: a bearer token on every road (the gRPC lean path,
 // connect-node, GET /stream) and on reflection, never on health; tokens
@@ -118,9 +119,9 @@ describe("--auth-token-file", () => {
         assert.equal(ok.error, undefined);
         assert.equal(ok.messages.length, 2);
         // A body that is not even a message: the caller without a token learns only that it needs one.
-        const garbage = await grpcCall(own.url, envelopeOf(Buffer.from([0xff, 0xff, 0xff]), 0));
+        const garbage = await grpcCall(own.url, envelope(Buffer.from([0xff, 0xff, 0xff]), 0));
         assert.equal(garbage.trailers?.["grpc-status"] ?? garbage.headers["grpc-status"], String(Code.Unauthenticated));
-        const oversize = await grpcCall(own.url, envelopeOf(Buffer.alloc(0), 0, 1 << 20));
+        const oversize = await grpcCall(own.url, envelope(Buffer.alloc(0), 0, 1 << 20));
         assert.equal(
           oversize.trailers?.["grpc-status"] ?? oversize.headers["grpc-status"],
           String(Code.Unauthenticated),

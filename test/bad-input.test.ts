@@ -3,10 +3,9 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { MAX_COUNTER } from "../src/core/greeting.js";
 import { clientCases, streamClient } from "./support/clients.js";
-import { envelopeOf, grpcCall, grpcStatusOf, requestEnvelope } from "./support/h2-grpc.js";
+import { grpcCall, grpcStatusOf } from "./support/h2-grpc.js";
 import { startServer, type TestServer } from "./support/server.js";
-
-const path = "/stream.v1.StreamService/Stream";
+import { envelope, requestEnvelope, streamPath } from "./support/wire.js";
 
 async function errorOf(iterable: AsyncIterable<unknown>): Promise<ConnectError> {
   try {
@@ -95,7 +94,7 @@ describe("bad input", () => {
   describe("over raw gRPC", () => {
     // connect-node, like grpc-go, reports a message it cannot decode as INTERNAL.
     it("should answer INTERNAL 'parse binary' for malformed protobuf, and keep the stack to itself", async () => {
-      const res = await grpcCall(srv.url, envelopeOf(Buffer.from([0x0a, 0xff, 0xff])));
+      const res = await grpcCall(srv.url, envelope(Buffer.from([0x0a, 0xff, 0xff])));
       assert.equal(res.headers[":status"], 200);
       const status = grpcStatusOf(res);
       assert.equal(status.code, Code.Internal);
@@ -110,27 +109,27 @@ describe("bad input", () => {
     });
 
     it("should answer HTTP 415 for a content type that is not gRPC", async () => {
-      const res = await grpcCall(srv.url, envelopeOf(new Uint8Array()), { headers: { "content-type": "text/plain" } });
+      const res = await grpcCall(srv.url, envelope(new Uint8Array()), { headers: { "content-type": "text/plain" } });
       assert.equal(res.headers[":status"], 415);
     });
 
     it("should answer UNIMPLEMENTED (HTTP 404) for an unknown method", async () => {
-      const res = await grpcCall(srv.url, envelopeOf(new Uint8Array()), { path: "/stream.v1.StreamService/Nope" });
+      const res = await grpcCall(srv.url, envelope(new Uint8Array()), { path: "/stream.v1.StreamService/Nope" });
       assert.equal(res.headers[":status"], 404);
     });
 
     it("should answer RESOURCE_EXHAUSTED for an oversize message without reading it all", async () => {
-      const res = await grpcCall(srv.url, envelopeOf(Buffer.alloc(64 * 1024)));
+      const res = await grpcCall(srv.url, envelope(Buffer.alloc(64 * 1024)));
       assert.equal(grpcStatusOf(res).code, Code.ResourceExhausted);
     });
   });
 
   describe("over the Connect protocol with fetch (HTTP/1.1)", () => {
     it("should answer invalid_argument for malformed JSON", async () => {
-      const res = await fetch(srv.url + path, {
+      const res = await fetch(srv.url + streamPath, {
         method: "POST",
         headers: { "content-type": "application/connect+json" },
-        body: new Uint8Array(envelopeOf(Buffer.from("{not json"))),
+        body: new Uint8Array(envelope(Buffer.from("{not json"))),
       });
       assert.equal(res.status, 200);
       const body = Buffer.from(await res.arrayBuffer());
@@ -141,7 +140,7 @@ describe("bad input", () => {
     });
 
     it("should answer HTTP 415 for a wrong content type", async () => {
-      const res = await fetch(srv.url + path, {
+      const res = await fetch(srv.url + streamPath, {
         method: "POST",
         headers: { "content-type": "text/plain" },
         body: "hello",
@@ -153,7 +152,7 @@ describe("bad input", () => {
       const res = await fetch(`${srv.url}/nope.v1.Nope/Nope`, {
         method: "POST",
         headers: { "content-type": "application/connect+json" },
-        body: new Uint8Array(envelopeOf(Buffer.from("{}"))),
+        body: new Uint8Array(envelope(Buffer.from("{}"))),
       });
       assert.equal(res.status, 404);
       assert.equal((await res.json()).code, "unimplemented");

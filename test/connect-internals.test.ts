@@ -4,7 +4,6 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
-import { create, toBinary } from "@bufbuild/protobuf";
 import { ConnectError, createConnectRouter } from "@connectrpc/connect";
 import { createMethodUrl, validateUniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import {
@@ -15,7 +14,7 @@ import {
   headerTimeout,
   parseContentType,
 } from "@connectrpc/connect/protocol-grpc";
-import { StreamRequestSchema, StreamService } from "../gen/stream/v1/stream_pb.js";
+import { StreamService } from "../gen/stream/v1/stream_pb.js";
 import {
   binaryContentTypes,
   closedStreamReason,
@@ -44,8 +43,8 @@ import {
 import { MAX_COUNTER, MAX_NAME_LENGTH } from "../src/core/greeting.js";
 import type { GreetingStreams } from "../src/core/stream-service.js";
 import { GreetingWire } from "../src/entries/kit/greeting-wire.js";
-import { envelopeOf, requestEnvelope } from "./support/h2-grpc.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
+import { envelope, grpcRequestHeaders, requestEnvelope } from "./support/wire.js";
 
 // What src/connect-internals.ts claims about connect-es, held against
 // connect-es itself: its gRPC handler is run in memory on the same inputs,
@@ -134,7 +133,7 @@ describe("connect-internals", () => {
   });
 
   it("should send OK trailers as connect does", async () => {
-    const body = envelopeOf(toBinary(StreamRequestSchema, create(StreamRequestSchema, { limit: 1n })));
+    const body = requestEnvelope({ limit: 1n });
     assert.deepEqual(await connectTrailers(body), { ...trailerOk });
   });
 
@@ -142,13 +141,13 @@ describe("connect-internals", () => {
     const cases: [string, Uint8Array, ConnectError][] = [
       [
         "an oversize envelope",
-        envelopeOf(Buffer.alloc(0), 0, readMaxBytes + 1),
+        envelope(Buffer.alloc(0), 0, readMaxBytes + 1),
         envelopeTooLarge(readMaxBytes + 1, readMaxBytes),
       ],
       ["a truncated envelope", Buffer.from([0, 0, 0]), incompleteEnvelope()],
-      ["a compressed envelope", envelopeOf(Buffer.alloc(0), 1), compressedWithoutEncoding()],
+      ["a compressed envelope", envelope(Buffer.alloc(0), 1), compressedWithoutEncoding()],
       ["an empty body", Buffer.alloc(0), missingInput()],
-      ["two envelopes", Buffer.concat([envelopeOf(Buffer.alloc(0)), envelopeOf(Buffer.alloc(0))]), extraInput()],
+      ["two envelopes", Buffer.concat([envelope(Buffer.alloc(0)), envelope(Buffer.alloc(0))]), extraInput()],
     ];
     for (const [name, body, error] of cases) {
       it(`should fail ${name} as connect does`, async () => {
@@ -165,7 +164,7 @@ describe("connect-internals", () => {
         error = e as ConnectError;
       }
       assert.ok(error);
-      assert.deepEqual(ours(error), await connectTrailers(envelopeOf(bad)));
+      assert.deepEqual(ours(error), await connectTrailers(envelope(bad)));
     });
   });
 
@@ -179,7 +178,7 @@ describe("connect-internals", () => {
     }
 
     it("should end a call past its deadline as connect does", async () => {
-      const body = envelopeOf(toBinary(StreamRequestSchema, create(StreamRequestSchema, {})));
+      const body = requestEnvelope({});
       const trailers = await connectTrailers(body, { "grpc-timeout": "0m" }, (signal) =>
         ending(() => {
           if (signal.aborted) throw signal.reason;
@@ -190,7 +189,7 @@ describe("connect-internals", () => {
   });
 
   it("should hide an unknown error behind connect's internal error", async () => {
-    const body = envelopeOf(toBinary(StreamRequestSchema, create(StreamRequestSchema, {})));
+    const body = requestEnvelope({});
     const trailers = await connectTrailers(body, {}, () =>
       ending(() => {
         throw new Error("secret");
@@ -260,13 +259,7 @@ describe("connect-internals", () => {
     function call(url: string, headers: Record<string, string> = {}) {
       const session = http2.connect(url);
       session.on("error", () => {});
-      const req = session.request({
-        ":method": "POST",
-        ":path": streamPath,
-        "content-type": "application/grpc",
-        te: "trailers",
-        ...headers,
-      });
+      const req = session.request(grpcRequestHeaders(headers));
       req.on("error", () => {});
       let responded: number | undefined;
       let trailersAt: number | undefined;

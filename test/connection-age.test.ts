@@ -8,8 +8,9 @@ import { StreamService } from "../gen/stream/v1/stream_pb.js";
 import { resumeStream, type StreamCaller } from "../packages/client/src/index.js";
 import { jitteredAge } from "../src/server/connection-age.js";
 import { durationFromMs } from "../src/shared/duration.js";
-import { decodeResponses, requestEnvelope, streamPath } from "./support/h2-grpc.js";
+import { decodeResponses } from "./support/h2-grpc.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
+import { grpcRequestHeaders, requestEnvelope, splitEnvelopes } from "./support/wire.js";
 
 // --max-connection-age (src/server/session-guard.ts, connection-age.ts): an
 // HTTP/2 connection past its age gets GOAWAY NO_ERROR, its open streams go on
@@ -49,12 +50,7 @@ describe("--max-connection-age", () => {
     });
     const arrivals: number[] = [];
     let trailers: http2.IncomingHttpHeaders | undefined;
-    const req = session.request({
-      ":method": "POST",
-      ":path": streamPath,
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
+    const req = session.request(grpcRequestHeaders());
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => {
       chunks.push(c);
@@ -84,7 +80,7 @@ describe("--max-connection-age", () => {
       headers: {},
       headersEndStream: false,
       trailers,
-      envelopes: splitEnvelopes(Buffer.concat(chunks)),
+      envelopes: splitEnvelopes(Buffer.concat(chunks)).envelopes,
       leftover: 0,
       rstCode: 0,
     }).map((m) => Number(m.counter));
@@ -176,17 +172,12 @@ describe("without --max-connection-age", () => {
       session.on("goaway", () => {
         goaway = true;
       });
-      const req = session.request({
-        ":method": "POST",
-        ":path": streamPath,
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
+      const req = session.request(grpcRequestHeaders());
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.end(requestEnvelope({ name: "ageless", interval: durationFromMs(100), limit: 25n }));
       await new Promise((resolve) => req.on("close", resolve));
-      assert.equal(splitEnvelopes(Buffer.concat(chunks)).length, 25);
+      assert.equal(splitEnvelopes(Buffer.concat(chunks)).envelopes.length, 25);
       assert.equal(goaway, false);
       session.close();
     } finally {
@@ -194,13 +185,3 @@ describe("without --max-connection-age", () => {
     }
   });
 });
-
-function splitEnvelopes(buf: Buffer): { flags: number; data: Buffer }[] {
-  const out: { flags: number; data: Buffer }[] = [];
-  while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
-    const n = buf.readUInt32BE(1);
-    out.push({ flags: buf[0] ?? 0, data: buf.subarray(5, 5 + n) });
-    buf = buf.subarray(5 + n);
-  }
-  return out;
-}

@@ -7,15 +7,9 @@ import { type StreamRequestSchema, StreamResponseSchema } from "../gen/stream/v1
 import type { GreetingStreams } from "../src/core/stream-service.js";
 import { durationFromMs } from "../src/shared/duration.js";
 import { collect, grpcJsClient, grpcJsStream } from "./support/grpc-js.js";
-import {
-  decodeResponses,
-  envelopeOf,
-  type GrpcExchange,
-  grpcCall,
-  requestEnvelope,
-  streamPath,
-} from "./support/h2-grpc.js";
+import { decodeResponses, type GrpcExchange, grpcCall } from "./support/h2-grpc.js";
 import { eventually, settled, startServer, type TestServer } from "./support/server.js";
+import { envelope, requestEnvelope, streamPath } from "./support/wire.js";
 
 // The differential suite of the lean road for gRPC (src/entries/lean-rpc/): the same
 // raw HTTP/2 requests go to a server with the fast path and to one without
@@ -120,12 +114,12 @@ const rows: Row[] = [
   { name: "start_at + limit past 2^64-1", body: req({ startAt: maxCounter, limit: 2n }), code: "3" },
   { name: "oversize request > 4 KiB", body: req({ name: "x".repeat(5000) }), code: "8" },
   { name: "oversize request of 256 KiB, past the window", body: req({ name: "x".repeat(256 * 1024) }), code: "8" },
-  { name: "oversize length prefix alone", body: envelopeOf(Buffer.alloc(0), 0, 1 << 20), code: "8" },
-  { name: "malformed protobuf", body: envelopeOf(Buffer.from([0x0a, 0x7f, 0x41])), code: "13" },
-  { name: "wrong wire type", body: envelopeOf(Buffer.from([0x0d, 1, 2, 3, 4])), code: "13" },
+  { name: "oversize length prefix alone", body: envelope(Buffer.alloc(0), 0, 1 << 20), code: "8" },
+  { name: "malformed protobuf", body: envelope(Buffer.from([0x0a, 0x7f, 0x41])), code: "13" },
+  { name: "wrong wire type", body: envelope(Buffer.from([0x0d, 1, 2, 3, 4])), code: "13" },
   { name: "truncated envelope", body: req({ name: "Bob" }).subarray(0, 7), code: "3" },
   { name: "truncated envelope header", body: Buffer.from([0, 0, 0]), code: "3" },
-  { name: "length prefix without payload", body: envelopeOf(Buffer.alloc(0), 0, 10), code: "12" },
+  { name: "length prefix without payload", body: envelope(Buffer.alloc(0), 0, 10), code: "12" },
   { name: "empty body", body: Buffer.alloc(0), code: "12" },
   { name: "two envelopes", body: Buffer.concat([req({ limit: 1n }), req({ limit: 1n })]), code: "12" },
   { name: "compressed flag without grpc-encoding", body: requestEnvelope({ limit: 1n }, 1), code: "13" },
@@ -171,7 +165,7 @@ const rows: Row[] = [
   },
   {
     name: "application/grpc+json",
-    body: envelopeOf(Buffer.from('{"limit":"1"}')),
+    body: envelope(Buffer.from('{"limit":"1"}')),
     headers: { "content-type": "application/grpc+json" },
     code: "0",
     messages: 1,

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
-import { envelopeOf, grpcStatusOf, requestEnvelope, streamPath } from "./support/h2-grpc.js";
+import { grpcStatusOf } from "./support/h2-grpc.js";
 import { startServer, type TestServer } from "./support/server.js";
+import { envelope, grpcRequestHeaders, requestEnvelope, streamPath } from "./support/wire.js";
 
 // The front door, seen from outside: every answer carries its request id,
 // a refusal's log line says what the client asked for, and what a client
@@ -124,20 +125,10 @@ describe("the front door", () => {
     session.on("error", () => {});
     try {
       const started = performance.now();
-      const late = session.request({
-        ":method": "POST",
-        ":path": streamPath,
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
+      const late = session.request(grpcRequestHeaders());
       late.on("error", () => {});
       // Beside it, a call whose body came with its head is served in full, long past the body timeout.
-      const onTime = session.request({
-        ":method": "POST",
-        ":path": streamPath,
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
+      const onTime = session.request(grpcRequestHeaders());
       onTime.end(requestEnvelope({ name: "on time", interval: { nanos: 700_000_000 }, limit: 3n }));
       const [status] = (await Promise.race([
         new Promise((resolve) => late.once("response", (h) => resolve([h[":status"]]))),
@@ -165,12 +156,7 @@ describe("the front door", () => {
   it("should end an HTTP/2 upload it refused: the answer, its trailers, then RST_STREAM NO_ERROR", async () => {
     const session = http2.connect(srv.url);
     session.on("error", () => {});
-    const req = session.request({
-      ":method": "POST",
-      ":path": streamPath,
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
+    const req = session.request(grpcRequestHeaders());
     let trailers: http2.IncomingHttpHeaders | undefined;
     req.on("trailers", (t) => {
       trailers = t;
@@ -183,7 +169,7 @@ describe("the front door", () => {
     const pump = () => {
       while (sent < 64 * 1024 * 1024 && !req.destroyed && !req.closed) {
         sent += chunk.length;
-        const first = sent === chunk.length ? envelopeOf(chunk, 0, 64 * 1024 * 1024) : chunk;
+        const first = sent === chunk.length ? envelope(chunk, 0, 64 * 1024 * 1024) : chunk;
         if (!req.write(first)) return void req.once("drain", pump);
       }
     };

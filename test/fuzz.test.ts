@@ -4,7 +4,6 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import fc from "fast-check";
 import {
   connectJsonInput,
-  envelope,
   envelopesInput,
   h2Input,
   http1Input,
@@ -20,10 +19,10 @@ import {
   parseHttp1Responses,
   type RequestSpec,
   rawH2,
-  splitEnvelopes,
 } from "./support/fuzz-wire.js";
 import { FrameType, PREFACE } from "./support/h2-frames.js";
 import { type ServerProc, startServerProcess, stop } from "./support/process.js";
+import { envelope, splitEnvelopes, streamPath } from "./support/wire.js";
 
 // Malformed input over real sockets, to a server process: random and
 // mutated HTTP/1.1 heads, raw HTTP/2 frames, envelopes with lying lengths
@@ -225,7 +224,7 @@ describe("fuzzing over real sockets", () => {
   async function call(road: Road, body: Uint8Array): Promise<Exchange> {
     const spec: RequestSpec = {
       method: "POST",
-      path: "/stream.v1.StreamService/Stream",
+      path: streamPath,
       headers: contentTypes[road],
       body,
       enough: firstMessage,
@@ -272,7 +271,7 @@ describe("fuzzing over real sockets", () => {
     const client = new H2Client(srv.url);
     const x = await client.request({
       method: "POST",
-      path: "/stream.v1.StreamService/Stream",
+      path: streamPath,
       headers: { ":authority": "a:b", "content-type": "application/connect+json" },
       body: envelope(Buffer.from("{}")),
     });

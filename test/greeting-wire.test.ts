@@ -5,18 +5,12 @@ import { StreamResponseSchema } from "../gen/stream/v1/stream_pb.js";
 import { greetingMessage } from "../src/entries/connect/stream-generator.js";
 import { GreetingWire } from "../src/entries/kit/greeting-wire.js";
 import { EnvelopeSplitter } from "../src/entries/lean-rpc/envelope-splitter.js";
+import { envelope } from "./support/wire.js";
 
 // The hand encoders of the lean roads, held to protobuf-es: every name a
 // stream may have (up to 100 code points, any of them four UTF-8 bytes, JSON's
 // own escapes), every size of counter up to 2^64 - 1, and times with and
 // without a fraction of a second.
-
-function envelope(payload: Uint8Array, flags = 0): Buffer {
-  const head = Buffer.alloc(5);
-  head[0] = flags;
-  head.writeUInt32BE(payload.byteLength, 1);
-  return Buffer.concat([head, payload]);
-}
 
 const names = ["Anonymous", "Bob", "Zoë 🐙", "x".repeat(100), '"quoted" \\ back', "tab\tnew", "🐙".repeat(100), "<>&'"];
 const counters = [0n, 1n, 127n, 128n, 16_383n, 16_384n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n];

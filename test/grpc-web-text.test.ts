@@ -4,8 +4,8 @@ import { after, before, describe, it } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { StreamResponseSchema } from "../gen/stream/v1/stream_pb.js";
 import { durationFromMs } from "../src/shared/duration.js";
-import { envelopeOf, requestEnvelope, streamPath } from "./support/h2-grpc.js";
 import { startServer, type TestServer } from "./support/server.js";
+import { envelope, requestEnvelope, splitEnvelopes, streamPath } from "./support/wire.js";
 
 // gRPC-Web's text mode by hand, over HTTP/1.1 and HTTP/2: the request's
 // frames in base64 (in one piece, in padded pieces, cut anywhere), the
@@ -32,12 +32,9 @@ function decodeGroups(text: string): Buffer {
 function framesOf(body: Buffer): Omit<TextAnswer, "status" | "headers"> {
   const messages: string[] = [];
   let trailers = "";
-  for (let o = 0; o + 5 <= body.length; ) {
-    const length = body.readUInt32BE(o + 1);
-    const data = body.subarray(o + 5, o + 5 + length);
-    if (body[o] === 0x80) trailers = data.toString("latin1");
+  for (const { flags, data } of splitEnvelopes(body).envelopes) {
+    if (flags === 0x80) trailers = data.toString("latin1");
     else messages.push(fromBinary(StreamResponseSchema, data).message);
-    o += 5 + length;
   }
   return { messages, trailers };
 }
@@ -124,7 +121,7 @@ describe("gRPC-Web text mode", () => {
     const notBase64 = await h1Call(srv.url, "!!!!");
     assert.match(notBase64.trailers, /grpc-status: ?3/);
     assert.match(decodeURIComponent(notBase64.trailers), /the gRPC-Web text body is not base64/);
-    const oversize = await h1Call(srv.url, envelopeOf(Buffer.alloc(0), 0, 1 << 30).toString("base64"));
+    const oversize = await h1Call(srv.url, envelope(Buffer.alloc(0), 0, 1 << 30).toString("base64"));
     assert.match(oversize.trailers, /grpc-status: ?8/);
   });
 });

@@ -7,15 +7,18 @@ import {
   ErrorCode,
   Flag,
   FrameType,
+  firstGoaway,
   frame,
   getRequest,
+  goaways,
   headerBlock,
+  headerFields,
   type RawH2,
   requestHeaders,
   rstStream,
 } from "./support/h2-frames.js";
-import { requestEnvelope, streamPath } from "./support/h2-grpc.js";
 import { type ServerProc, startServerProcess, stop } from "./support/process.js";
+import { grpcRequestHeaders, requestEnvelope, streamPath } from "./support/wire.js";
 
 // Every HTTP/2 connection gets an end (src/session-guard.ts). nghttp2 ends a
 // session for a peer's protocol violation with GOAWAY but tells JavaScript
@@ -47,28 +50,9 @@ async function closedWithin(c: RawH2, timeoutMs: number): Promise<number> {
   return performance.now() - started;
 }
 
-function goaways(c: RawH2): number[] {
-  return c.frames.filter((f) => f.type === FrameType.GOAWAY).map((f) => f.payload.readUInt32BE(4));
-}
-
 /** A request that each entry takes: the gRPC lean path (with --fast-path on), or connect-node. */
 const entries: Array<[string, (id: number) => Buffer]> = [
-  [
-    "gRPC on Stream",
-    (id) =>
-      requestHeaders(
-        id,
-        [
-          [":method", "POST"],
-          [":scheme", "http"],
-          [":path", streamPath],
-          [":authority", "localhost"],
-          ["content-type", "application/grpc"],
-          ["te", "trailers"],
-        ],
-        { endStream: true },
-      ),
-  ],
+  ["gRPC on Stream", (id) => requestHeaders(id, headerFields(grpcRequestHeaders()), { endStream: true })],
   [
     "Connect on Stream",
     (id) =>
@@ -112,7 +96,7 @@ describe("HTTP/2 connections the server ends", () => {
         await closedWithin(c, 2000);
         assert.equal(goaways(c)[0], ErrorCode.ENHANCE_YOUR_CALM);
         // The budget (200 resets) cut it long before nghttp2's own limit of 1,000.
-        const lastStreamId = c.frames.find((f) => f.type === FrameType.GOAWAY)?.payload.readUInt32BE(0) ?? 0;
+        const lastStreamId = firstGoaway(c)?.lastStreamId ?? 0;
         assert.ok(lastStreamId < 2 * 1000, `the server went on to stream ${lastStreamId}`);
       });
     }
@@ -203,20 +187,7 @@ describe("HTTP/2 connections the server ends", () => {
     it("should keep a connection whose stream waits an hour between messages", async () => {
       const c = await connectRaw(srv.port, { answerPings: true });
       const body = requestEnvelope({ name: "patient", interval: { seconds: 3600n, nanos: 0 } });
-      c.socket.write(
-        requestHeaders(
-          1,
-          [
-            [":method", "POST"],
-            [":scheme", "http"],
-            [":path", streamPath],
-            [":authority", "localhost"],
-            ["content-type", "application/grpc"],
-            ["te", "trailers"],
-          ],
-          { endStream: false },
-        ),
-      );
+      c.socket.write(requestHeaders(1, headerFields(grpcRequestHeaders()), { endStream: false }));
       c.socket.write(frame(FrameType.DATA, Flag.END_STREAM, 1, body));
       // Three idle timeouts, each with its PING: the stream is what counts, not traffic.
       await new Promise((resolve) => setTimeout(resolve, 6000));

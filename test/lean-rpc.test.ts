@@ -3,9 +3,9 @@ import { after, before, describe, it } from "node:test";
 import { create, fromBinary, type MessageInitShape, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { StreamRequestSchema, StreamResponseSchema } from "../gen/stream/v1/stream_pb.js";
 import { durationFromMs } from "../src/shared/duration.js";
-import { envelopeOf, streamPath } from "./support/h2-grpc.js";
 import { type RawExchange, rawExchange } from "./support/raw-exchange.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
+import { envelope, requestEnvelope, streamPath } from "./support/wire.js";
 
 // The differential suite of the lean road for gRPC-Web and Connect (binary
 // and JSON), on HTTP/1.1 and HTTP/2: the same raw requests go to a server
@@ -32,15 +32,12 @@ interface Protocol {
   endFlag: number;
 }
 
-const binary = (init: MessageInitShape<typeof StreamRequestSchema>, flags = 0) =>
-  envelopeOf(toBinary(StreamRequestSchema, create(StreamRequestSchema, init)), flags);
-
 const protocols: Protocol[] = [
   {
     name: "gRPC-Web",
     contentType: "application/grpc-web+proto",
-    request: binary,
-    malformed: envelopeOf(Buffer.from([0x0a, 0x7f, 0x41])),
+    request: requestEnvelope,
+    malformed: envelope(Buffer.from([0x0a, 0x7f, 0x41])),
     timeoutHeader: "grpc-timeout",
     zeroTimeout: "0m",
     badTimeout: "1x",
@@ -51,8 +48,8 @@ const protocols: Protocol[] = [
   {
     name: "Connect binary",
     contentType: "application/connect+proto",
-    request: binary,
-    malformed: envelopeOf(Buffer.from([0x0a, 0x7f, 0x41])),
+    request: requestEnvelope,
+    malformed: envelope(Buffer.from([0x0a, 0x7f, 0x41])),
     timeoutHeader: "connect-timeout-ms",
     zeroTimeout: "0",
     badTimeout: "12345678901",
@@ -64,8 +61,8 @@ const protocols: Protocol[] = [
     name: "Connect JSON",
     contentType: "application/connect+json",
     request: (init, flags = 0) =>
-      envelopeOf(Buffer.from(toJsonString(StreamRequestSchema, create(StreamRequestSchema, init))), flags),
-    malformed: envelopeOf(Buffer.from('{"name": ')),
+      envelope(Buffer.from(toJsonString(StreamRequestSchema, create(StreamRequestSchema, init))), flags),
+    malformed: envelope(Buffer.from('{"name": ')),
     timeoutHeader: "connect-timeout-ms",
     zeroTimeout: "0",
     badTimeout: "-1",
@@ -162,7 +159,7 @@ function rows(p: Protocol): Row[] {
     { name: "oversize request > 4 KiB", body: req({ name: "x".repeat(5000) }), outcome: "resource_exhausted" },
     {
       name: "oversize length prefix alone",
-      body: envelopeOf(Buffer.alloc(0), 0, 1 << 20),
+      body: envelope(Buffer.alloc(0), 0, 1 << 20),
       outcome: "resource_exhausted",
     },
     { name: "malformed message", body: p.malformed, outcome: "malformed" },
@@ -173,7 +170,7 @@ function rows(p: Protocol): Row[] {
     { name: "compressed flag without encoding", body: p.request({ limit: 1n }, 1), outcome: "internal" },
     {
       name: "an end-flag envelope before the message",
-      body: Buffer.concat([envelopeOf(Buffer.from("{}"), p.endFlag), req({ limit: 1n })]),
+      body: Buffer.concat([envelope(Buffer.from("{}"), p.endFlag), req({ limit: 1n })]),
       messages: 1,
       outcome: "ok",
     },

@@ -14,10 +14,10 @@ import { durationFromMs } from "../src/shared/duration.js";
 import { makeCertificates, type TestCertificates } from "./support/certs.js";
 import { clientCases, streamClient } from "./support/clients.js";
 import { collect, grpcJsClient, grpcJsStream } from "./support/grpc-js.js";
-import { connectRaw, Flag, FrameType, frame, type RawH2, requestHeaders } from "./support/h2-frames.js";
-import { requestEnvelope, streamPath } from "./support/h2-grpc.js";
+import { connectRaw, Flag, FrameType, frame, headerFields, type RawH2, requestHeaders } from "./support/h2-frames.js";
 import { sample, scrapeMetrics } from "./support/metrics-text.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
+import { grpcRequestHeaders, requestEnvelope, streamPath } from "./support/wire.js";
 
 // The limits of issue 12, each on the roads it bounds: connections
 // (--max-connections), a stream's lifetime (--max-stream-duration), the
@@ -357,15 +357,7 @@ describe("--max-concurrent-streams", () => {
   /** Opens gRPC streams 1, 3 and 5 at once, as a peer that ignores SETTINGS_MAX_CONCURRENT_STREAMS (no HTTP/2 library would). */
   function openThree(raw: RawH2): void {
     for (const id of [1, 3, 5]) {
-      const fields: Array<[string, string]> = [
-        [":method", "POST"],
-        [":scheme", "http"],
-        [":path", streamPath],
-        [":authority", "localhost"],
-        ["content-type", "application/grpc"],
-        ["te", "trailers"],
-      ];
-      raw.socket.write(requestHeaders(id, fields, { endStream: false }));
+      raw.socket.write(requestHeaders(id, headerFields(grpcRequestHeaders()), { endStream: false }));
       const body = requestEnvelope({ name: `s${id}`, interval: durationFromMs(50) });
       raw.socket.write(frame(FrameType.DATA, Flag.END_STREAM, id, body));
     }

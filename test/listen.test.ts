@@ -11,6 +11,7 @@ import { StreamService } from "../gen/stream/v1/stream_pb.js";
 import { durationFromMs } from "../src/shared/duration.js";
 import { clientCases, streamClient } from "./support/clients.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
+import { envelope, streamPath } from "./support/wire.js";
 
 /** Writes `bytes` on a fresh connection and resolves with all the server sends until it closes. */
 function rawExchange(port: number, bytes: string | undefined): Promise<{ reply: string; closedAfterMs: number }> {
@@ -49,13 +50,11 @@ describe("one port", () => {
     const { reply } = await rawExchange(srv.port, "GET /stream?name=old&limit=1&interval=0s HTTP/1.0\r\n\r\n");
     assert.match(reply, /^HTTP\/1\.1 200 /);
     assert.match(reply, /Hello old, this is 0 time stream message\./);
-    const json = Buffer.from(JSON.stringify({ name: "old rpc", limit: "1" }));
-    const head = Buffer.alloc(5);
-    head.writeUInt32BE(json.length, 1);
+    const body = envelope(Buffer.from(JSON.stringify({ name: "old rpc", limit: "1" })));
     const { reply: rpc } = await rawExchange(
       srv.port,
       "POST /stream.v1.StreamService/Stream HTTP/1.0\r\ncontent-type: application/connect+json\r\n" +
-        `content-length: ${json.length + 5}\r\n\r\n${Buffer.concat([head, json]).toString("latin1")}`,
+        `content-length: ${body.length}\r\n\r\n${body.toString("latin1")}`,
     );
     assert.match(rpc, /^HTTP\/1\.1 200 /);
     assert.match(rpc, /Hello old rpc, this is 0 time stream message\./);
@@ -106,18 +105,18 @@ describe("one port", () => {
   });
 
   it("should echo a sane x-request-id and log it, and replace an insane one", async () => {
-    const res = await fetch(`${srv.url}/stream.v1.StreamService/Stream`, {
+    const res = await fetch(`${srv.url}${streamPath}`, {
       method: "POST",
       headers: { "content-type": "application/connect+json", "x-request-id": "req-42" },
-      body: new Uint8Array([0, 0, 0, 0, 12, ...Buffer.from('{"limit":1} ')]),
+      body: new Uint8Array(envelope(Buffer.from('{"limit":1} '))),
     });
     assert.equal(res.headers.get("x-request-id"), "req-42");
     await res.arrayBuffer();
     assert.ok(srv.logs.some((l) => l.msg === "stream started" && l.id === "req-42"));
-    const odd = await fetch(`${srv.url}/stream.v1.StreamService/Stream`, {
+    const odd = await fetch(`${srv.url}${streamPath}`, {
       method: "POST",
       headers: { "content-type": "application/connect+json", "x-request-id": "a b\u00e9" },
-      body: new Uint8Array([0, 0, 0, 0, 12, ...Buffer.from('{"limit":1} ')]),
+      body: new Uint8Array(envelope(Buffer.from('{"limit":1} '))),
     });
     assert.match(odd.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
     await odd.arrayBuffer();

@@ -7,9 +7,10 @@ import { StreamService } from "../gen/stream/v1/stream_pb.js";
 import { ConfigError, parseConfig } from "../src/config/config.js";
 import { durationFromMs } from "../src/shared/duration.js";
 import { drain } from "./support/clients.js";
-import { grpcCall, grpcStatusOf, requestEnvelope } from "./support/h2-grpc.js";
+import { grpcCall, grpcStatusOf } from "./support/h2-grpc.js";
 import { sample, total } from "./support/metrics-text.js";
 import { eventually, startServer, type TestServer } from "./support/server.js";
+import { requestEnvelope } from "./support/wire.js";
 
 /** GET over a connection that closes after the response (no keep-alive socket left for shutdown to wait on). */
 function get(url: string): Promise<{ status: number; type: string; body: string }> {

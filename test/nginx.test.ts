@@ -15,6 +15,7 @@ import { clientCases } from "./support/clients.js";
 import { collect, grpcJsClient, grpcJsStream } from "./support/grpc-js.js";
 import { type Nginx, renderSite, shippedConfig, startNginx, templated } from "./support/nginx.js";
 import { type ServerProc, startServerProcess, stop } from "./support/process.js";
+import { grpcRequestHeaders, requestEnvelope } from "./support/wire.js";
 
 // deploy/nginx/stream-service.conf as shipped, run by Debian's nginx on
 // loopback in front of three real instances: every protocol goes through
@@ -293,20 +294,14 @@ describe("nginx in front of an instance started with --trusted-proxy naming it",
       });
       opened.push(session);
       session.on("error", reject);
-      const req = session.request({
-        ":method": "POST",
-        ":path": "/stream.v1.StreamService/Stream",
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
+      const req = session.request(grpcRequestHeaders());
       req.on("response", (h) => {
         if (h["grpc-status"] !== undefined) resolve(String(h["grpc-status"]));
       });
       req.on("trailers", (t) => resolve(String(t["grpc-status"])));
       req.once("data", () => resolve("0"));
       req.on("error", reject);
-      // interval 1h: 0x12 (field 2, length-delimited), a Duration of 3600 s.
-      req.end(Buffer.from([0, 0, 0, 0, 5, 0x12, 3, 0x08, 0x90, 0x1c]));
+      req.end(requestEnvelope({ interval: { seconds: 3600n, nanos: 0 } }));
     });
 
   it("should count each client by its own address, over HTTP/1.1 and gRPC, however many share nginx", async () => {

@@ -8,10 +8,10 @@ import { after, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs } from "../src/shared/duration.js";
 import { clientCases, streamClient } from "./support/clients.js";
-import { connectRaw, Flag, FrameType, frame, requestHeaders } from "./support/h2-frames.js";
-import { requestEnvelope, streamPath } from "./support/h2-grpc.js";
+import { connectRaw, Flag, FrameType, frame, headerFields, requestHeaders } from "./support/h2-frames.js";
 import { type ServerProc, startCommand, startServerProcess, stop } from "./support/process.js";
 import { eventually, settled, startServer } from "./support/server.js";
+import { grpcRequestHeaders, requestEnvelope, streamPath } from "./support/wire.js";
 
 describe("graceful shutdown", () => {
   let server: ServerProc | undefined;
@@ -65,12 +65,7 @@ describe("graceful shutdown", () => {
     const answered: Promise<void>[] = [];
     for (let i = 0; i < streams; i++) {
       const session = sessions[Math.floor(i / 100)] as http2.ClientHttp2Session;
-      const req = session.request({
-        ":method": "POST",
-        ":path": streamPath,
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
+      const req = session.request(grpcRequestHeaders());
       req.on("error", () => {});
       answered.push(new Promise((resolve) => req.once("data", () => resolve())));
       req.resume();
@@ -147,14 +142,7 @@ describe("graceful shutdown", () => {
         const srv = await startServer({ fastPath, shutdownGraceMs: 5000 });
         const raw = await connectRaw(srv.port, { answerPings: true });
         const open = (id: number, contentType: string) => {
-          const fields: Array<[string, string]> = [
-            [":method", "POST"],
-            [":scheme", "http"],
-            [":path", streamPath],
-            [":authority", "localhost"],
-            ["content-type", contentType],
-            ["te", "trailers"],
-          ];
+          const fields = headerFields(grpcRequestHeaders({ "content-type": contentType }));
           raw.socket.write(requestHeaders(id, fields, { endStream: false }));
           const body = requestEnvelope({ name: `s${id}`, interval: durationFromMs(20) });
           raw.socket.write(frame(FrameType.DATA, Flag.END_STREAM, id, body));
@@ -285,18 +273,7 @@ async function openGrpcStreams(port: number, count: number) {
   for (let i = 0; i < count; i++) {
     const id = 1 + 2 * i;
     frames.push(
-      requestHeaders(
-        id,
-        [
-          [":method", "POST"],
-          [":scheme", "http"],
-          [":path", streamPath],
-          [":authority", "localhost"],
-          ["content-type", "application/grpc"],
-          ["te", "trailers"],
-        ],
-        { endStream: false },
-      ),
+      requestHeaders(id, headerFields(grpcRequestHeaders()), { endStream: false }),
       frame(FrameType.DATA, Flag.END_STREAM, id, message),
     );
   }

@@ -8,10 +8,11 @@ import { StreamService } from "../gen/stream/v1/stream_pb.js";
 import { durationFromMs } from "../src/shared/duration.js";
 import { serviceVersion } from "../src/shared/version.js";
 import { clientCases, drain, streamClient } from "./support/clients.js";
-import { grpcCall, grpcStatusOf, requestEnvelope } from "./support/h2-grpc.js";
+import { grpcCall, grpcStatusOf } from "./support/h2-grpc.js";
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "./support/otlp-receiver.js";
 import { type ServerProc, startProcess, startServerProcess, stop } from "./support/process.js";
 import { generatePythonStubs } from "./support/python.js";
+import { requestEnvelope } from "./support/wire.js";
 
 // One server span per stream, on every road, sent over OTLP/HTTP to a real
 // receiver on loopback that decodes what the exporter actually sent. The

@@ -141,21 +141,25 @@ function armBodyTimer(x: Exchange, ms: number): void {
 export const stopUploadPolicy: Policy = (x) => {
   const t = x.transport;
   if (t.kind !== "h2" || !x.head.hasBody) return undefined;
-  const stream = t.stream;
-  let waited = 0;
-  const stopOnceSent = () => {
-    if (stream.destroyed || stream.closed || stream.readableEnded || stream.state.remoteClose) return;
-    // Not yet sent, or sent into a socket the peer does not read (a reset there would wait behind it).
-    if (!stream.state.localClose || writesPending(stream.session)) {
-      // 1, 2, 4 ... ms, about 8 s in all: a peer that takes nothing gets its end from the session's guard.
-      if (waited < 13) setTimeout(stopOnceSent, 2 ** waited++);
-      return;
-    }
-    stream.close(http2.constants.NGHTTP2_NO_ERROR);
-  };
-  stream.once("finish", stopOnceSent);
+  // A plain function, not a closure per stream: streams with a body are most of them, and live long.
+  t.stream.once("finish", stopUploadOnceSent);
   return undefined;
 };
+
+function stopUploadOnceSent(this: http2.ServerHttp2Stream): void {
+  stopUploadLater(this, 0);
+}
+
+function stopUploadLater(stream: http2.ServerHttp2Stream, waited: number): void {
+  if (stream.destroyed || stream.closed || stream.readableEnded || stream.state.remoteClose) return;
+  // Not yet sent, or sent into a socket the peer does not read (a reset there would wait behind it).
+  if (!stream.state.localClose || writesPending(stream.session)) {
+    // 1, 2, 4 ... ms, about 8 s in all: a peer that takes nothing gets its end from the session's guard.
+    if (waited < 13) setTimeout(stopUploadLater, 2 ** waited, stream, waited + 1);
+    return;
+  }
+  stream.close(http2.constants.NGHTTP2_NO_ERROR);
+}
 
 /** What a road's unexpected exception becomes, for the client: the cause stays in the log. */
 export function roadFailure(): ConnectError {

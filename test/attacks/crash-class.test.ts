@@ -3,9 +3,18 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { describe, it } from "node:test";
 import { h2Get, startTarget } from "../support/attack.js";
-import { connectRaw, ErrorCode, Flag, FrameType, frame, requestHeaders, rstStream } from "../support/h2-frames.js";
-import { requestEnvelope, streamPath } from "../support/h2-grpc.js";
+import {
+  connectRaw,
+  ErrorCode,
+  Flag,
+  FrameType,
+  frame,
+  headerFields,
+  requestHeaders,
+  rstStream,
+} from "../support/h2-frames.js";
 import { until } from "../support/server-watch.js";
+import { grpcRequestHeaders, requestEnvelope, streamPath } from "../support/wire.js";
 
 // No client can end the process. Every stream, session and socket has its
 // 'error' handled from the moment Node makes it, on every road and in every
@@ -19,14 +28,7 @@ import { until } from "../support/server-watch.js";
 // the timer that answers them 408 once threw over HTTP/2 (a Connection
 // header, which HTTP/2 forbids), and a throw in a timer ends a process.
 
-const grpcHeaders: Array<[string, string]> = [
-  [":method", "POST"],
-  [":scheme", "http"],
-  [":path", streamPath],
-  [":authority", "localhost"],
-  ["content-type", "application/grpc"],
-  ["te", "trailers"],
-];
+const grpcHeaders = headerFields(grpcRequestHeaders());
 
 /** `resets` HEADERS+RST pairs, then `fresh` streams that stay open, on one connection in one write. */
 async function burst(port: number, resets: number, fresh: number, code: number): Promise<void> {

@@ -8,6 +8,7 @@ import {
   FrameType,
   frame,
   getRequest,
+  goaways,
   headerBlock,
   hpackIndexed,
   hpackIndexedLiteral,
@@ -33,10 +34,6 @@ import {
 const MEMORY_BOUND_MIB = 32;
 /** How long each flood may go on; the server must have cut it by then. */
 const FLOOD_MS = 3000;
-
-function goaways(c: RawH2): number[] {
-  return c.frames.filter((f) => f.type === FrameType.GOAWAY).map((f) => f.payload.readUInt32BE(4));
-}
 
 function resets(c: RawH2): Map<number, number> {
   const byCode = new Map<number, number>();

@@ -5,14 +5,15 @@ import {
   Flag,
   FrameType,
   frame,
+  headerFields,
   PREFACE,
   type RawH2,
   requestHeaders,
   settings,
   windowUpdate,
 } from "../support/h2-frames.js";
-import { requestEnvelope, streamPath } from "../support/h2-grpc.js";
 import { liveStreams, until } from "../support/server-watch.js";
+import { grpcRequestHeaders, requestEnvelope } from "../support/wire.js";
 
 // Many streams at once: 10,000 opened in one go (ten connections of 1,000,
 // each sent in a single write), and 50,000 held on 56 connections that are
@@ -32,18 +33,7 @@ async function openStreams(port: number, count: number): Promise<RawH2> {
   for (let i = 0; i < count; i++) {
     const id = 1 + 2 * i;
     frames.push(
-      requestHeaders(
-        id,
-        [
-          [":method", "POST"],
-          [":scheme", "http"],
-          [":path", streamPath],
-          [":authority", "localhost"],
-          ["content-type", "application/grpc"],
-          ["te", "trailers"],
-        ],
-        { endStream: false },
-      ),
+      requestHeaders(id, headerFields(grpcRequestHeaders()), { endStream: false }),
       frame(FrameType.DATA, Flag.END_STREAM, id, body),
     );
   }

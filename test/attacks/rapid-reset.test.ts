@@ -1,7 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import { assertHeld, closedWithin, figures, startTarget, type Target, underAttack } from "../support/attack.js";
-import { connectRaw, ErrorCode, FrameType, requestHeaders, rstStream } from "../support/h2-frames.js";
-import { streamPath } from "../support/h2-grpc.js";
+import { connectRaw, ErrorCode, firstGoaway, headerFields, requestHeaders, rstStream } from "../support/h2-frames.js";
+import { grpcRequestHeaders, streamPath } from "../support/wire.js";
 
 // Rapid reset (CVE-2023-44487): HEADERS then RST_STREAM at once, 1,500 pairs
 // in one write, on 50 connections one after the other, on each HTTP/2 entry.
@@ -20,18 +20,7 @@ const MEMORY_BOUND_MIB = 128;
 const CLOSE_BOUND_MS = 5000;
 
 const entries: Array<[entry: string, request: (id: number) => Buffer]> = [
-  [
-    "the gRPC lean path",
-    (id) =>
-      requestHeaders(id, [
-        [":method", "POST"],
-        [":scheme", "http"],
-        [":path", streamPath],
-        [":authority", "localhost"],
-        ["content-type", "application/grpc"],
-        ["te", "trailers"],
-      ]),
-  ],
+  ["the gRPC lean path", (id) => requestHeaders(id, headerFields(grpcRequestHeaders()))],
   [
     "connect-node (Connect protocol)",
     (id) =>
@@ -69,12 +58,8 @@ describe("rapid reset over 50 connections in turn", () => {
           c.socket.write(Buffer.concat(burst));
           c.socket.end();
           const closeMs = await closedWithin(c.closed, CLOSE_BOUND_MS, `connection ${n}`);
-          const goaway = c.frames.find((f) => f.type === FrameType.GOAWAY);
-          cuts.push({
-            goaway: goaway?.payload.readUInt32BE(4),
-            lastStreamId: goaway?.payload.readUInt32BE(0) ?? 0,
-            closeMs,
-          });
+          const goaway = firstGoaway(c);
+          cuts.push({ goaway: goaway?.code, lastStreamId: goaway?.lastStreamId ?? 0, closeMs });
         }
         return cuts;
       });

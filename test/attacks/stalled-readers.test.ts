@@ -7,14 +7,15 @@ import {
   Flag,
   FrameType,
   frame,
+  headerFields,
   PREFACE,
   requestHeaders,
   settings,
   windowUpdate,
 } from "../support/h2-frames.js";
-import { requestEnvelope, streamPath } from "../support/h2-grpc.js";
 import { sample, scrapeMetrics } from "../support/metrics-text.js";
 import { cpuPercentOver, liveStreams, serverSendQueueBytes, until } from "../support/server-watch.js";
+import { grpcRequestHeaders, requestEnvelope } from "../support/wire.js";
 
 // Stalled readers: 1,000 clients ask for messages as fast as they can read
 // them (interval 0), then read nothing, over HTTP/1.1 (a connection each)
@@ -69,18 +70,7 @@ async function stalledHttp2(port: number, connections: number, perConnection: nu
     for (let i = 0; i < perConnection; i++) {
       const id = 1 + 2 * i;
       frames.push(
-        requestHeaders(
-          id,
-          [
-            [":method", "POST"],
-            [":scheme", "http"],
-            [":path", streamPath],
-            [":authority", "localhost"],
-            ["content-type", "application/grpc"],
-            ["te", "trailers"],
-          ],
-          { endStream: false },
-        ),
+        requestHeaders(id, headerFields(grpcRequestHeaders()), { endStream: false }),
         frame(FrameType.DATA, Flag.END_STREAM, id, body),
       );
     }

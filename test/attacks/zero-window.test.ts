@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { OutgoingHttpHeaders } from "node:http2";
 import { describe, it } from "node:test";
 import { assertHeld, figures, startTarget, type Target, underAttack } from "../support/attack.js";
 import {
@@ -7,15 +8,16 @@ import {
   FrameType,
   frame,
   getRequest,
+  headerFields,
   PREFACE,
   type RawH2,
   requestHeaders,
   settings,
   windowUpdate,
 } from "../support/h2-frames.js";
-import { requestEnvelope, streamPath } from "../support/h2-grpc.js";
 import { sample, scrapeMetrics, total } from "../support/metrics-text.js";
 import { peakRssMiB, resetPeakRss, rssMiB, until } from "../support/server-watch.js";
+import { envelope, grpcRequestHeaders, requestEnvelope, streamPath } from "../support/wire.js";
 
 // Zero window: one connection opens 1,000 streams at interval 0 after
 // advertising SETTINGS_INITIAL_WINDOW_SIZE 0, answers PINGs (so no timeout
@@ -50,32 +52,19 @@ async function openStreams(port: number, entry: Entry, count: number, zeroWindow
     : Buffer.concat([PREFACE, settings(), windowUpdate(0, 1 << 30)]);
   const c = await connectRaw(port, { answerPings: true, first });
   const seconds = zeroWindow ? 0 : 3600;
-  const post = (id: number, contentType: string) =>
-    requestHeaders(
-      id,
-      [
-        [":method", "POST"],
-        [":scheme", "http"],
-        [":path", streamPath],
-        [":authority", "localhost"],
-        ["content-type", contentType],
-        ...(contentType === "application/grpc" ? ([["te", "trailers"]] as Array<[string, string]>) : []),
-      ],
-      { endStream: false },
-    );
+  const post = (id: number, headers: OutgoingHttpHeaders) =>
+    requestHeaders(id, headerFields(headers), { endStream: false });
   const frames: Buffer[] = [];
   for (let i = 0; i < count; i++) {
     const id = 1 + 2 * i;
     if (entry === "grpc") {
-      frames.push(post(id, "application/grpc"));
+      frames.push(post(id, grpcRequestHeaders()));
       const body = requestEnvelope({ name: "zero", interval: { seconds: BigInt(seconds), nanos: 0 } });
       frames.push(frame(FrameType.DATA, Flag.END_STREAM, id, body));
     } else if (entry === "connect") {
-      frames.push(post(id, "application/connect+json"));
+      frames.push(post(id, { ":method": "POST", ":path": streamPath, "content-type": "application/connect+json" }));
       const json = Buffer.from(JSON.stringify({ name: "zero", interval: `${seconds}s` }));
-      const head = Buffer.alloc(5);
-      head.writeUInt32BE(json.length, 1);
-      frames.push(frame(FrameType.DATA, Flag.END_STREAM, id, Buffer.concat([head, json])));
+      frames.push(frame(FrameType.DATA, Flag.END_STREAM, id, envelope(json)));
     } else {
       frames.push(getRequest(id, `/stream?name=zero&interval=${seconds}s`));
     }

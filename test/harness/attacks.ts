@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { envelope, grpcRequestHeaders, requestEnvelope, streamPath } from "../support/wire.js";
 import type { Random } from "./random.js";
 
 // The catalogue of attack classes the harness mixes, each as a generator: a
@@ -20,13 +21,8 @@ export interface AttackResult {
 }
 
 // An empty StreamRequest in one gRPC envelope: the default interval (2 s).
-const emptyGrpcMessage = Buffer.from([0, 0, 0, 0, 0]);
-const grpcHeaders = {
-  ":method": "POST",
-  ":path": "/stream.v1.StreamService/Stream",
-  "content-type": "application/grpc",
-  te: "trailers",
-};
+const emptyGrpcMessage = requestEnvelope({});
+const grpcHeaders = grpcRequestHeaders();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -204,7 +200,7 @@ export async function runAttack(url: string, plan: Plan, rnd: Random): Promise<A
             const req =
               protocol === "ndjson"
                 ? http.get(`${url}/stream?name=churn&interval=0.05s`, { agent })
-                : http.request(`${url}/stream.v1.StreamService/Stream`, {
+                : http.request(`${url}${streamPath}`, {
                     agent,
                     method: "POST",
                     headers: { "content-type": "application/connect+json" },
@@ -216,10 +212,7 @@ export async function runAttack(url: string, plan: Plan, rnd: Random): Promise<A
             req.on("error", () => {});
             req.on("close", () => done());
             if (protocol === "connect") {
-              const body = Buffer.from('{"interval":"0.05s"}');
-              const head = Buffer.alloc(5);
-              head.writeUInt32BE(body.length, 1);
-              req.end(Buffer.concat([head, body]));
+              req.end(envelope(Buffer.from('{"interval":"0.05s"}')));
             }
             setTimeout(() => req.destroy(), life);
           }),

@@ -4,7 +4,7 @@ import * as http from "node:http";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { requestEnvelope } from "./h2-grpc.js";
+import { envelope, requestEnvelope, streamPath } from "./wire.js";
 
 // Clients that read as fast as the network goes: curl, in processes of its
 // own, on every road a call can take. What a careless user runs
@@ -14,8 +14,6 @@ import { requestEnvelope } from "./h2-grpc.js";
 export type Road = "ndjson" | "sse" | "connect-h1" | "grpc-web-h1" | "connect-h2" | "grpc";
 
 export const roads: readonly Road[] = ["ndjson", "sse", "connect-h1", "grpc-web-h1", "connect-h2", "grpc"];
-
-const streamPath = "/stream.v1.StreamService/Stream";
 
 /** curl's arguments for one endless stream at interval 0 on `road`, its request body written into `dir`. */
 function curlArgs(url: string, road: Road, dir: string): string[] {
@@ -27,11 +25,8 @@ function curlArgs(url: string, road: Road, dir: string): string[] {
       return [...quiet, "-H", "Accept: text/event-stream", `${url}/stream?name=fast&interval=0s`];
     case "connect-h1":
     case "connect-h2": {
-      const json = Buffer.from(JSON.stringify({ name: "fast", interval: "0s" }));
-      const head = Buffer.alloc(5);
-      head.writeUInt32BE(json.length, 1);
       const file = path.join(dir, "connect.bin");
-      writeFileSync(file, Buffer.concat([head, json]));
+      writeFileSync(file, envelope(Buffer.from(JSON.stringify({ name: "fast", interval: "0s" }))));
       return [
         ...quiet,
         ...(road === "connect-h2" ? ["--http2-prior-knowledge"] : []),

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { FrameType, frame, getRequest, headerBlock } from "./h2-frames.js";
+import { envelope } from "./wire.js";
 
 // What the fuzz suite throws at the server: random bytes, valid requests
 // mutated byte by byte, and structured inputs with every field out of line.
@@ -54,14 +55,6 @@ function mutate(input: Uint8Array, edits: Mutation[]): Uint8Array {
 /** `base` with one to six byte-level edits. */
 export function mutated(base: fc.Arbitrary<Uint8Array>): fc.Arbitrary<Uint8Array> {
   return fc.tuple(base, fc.array(mutation, { minLength: 1, maxLength: 6 })).map(([b, edits]) => mutate(b, edits));
-}
-
-/** A gRPC / Connect envelope: flags, big-endian length, payload. */
-export function envelope(payload: Uint8Array, flags = 0, length = payload.byteLength): Buffer {
-  const head = Buffer.alloc(5);
-  head[0] = flags;
-  head.writeUInt32BE(length >>> 0, 1);
-  return Buffer.concat([head, payload]);
 }
 
 const connectJson = (json: string) => envelope(encoder.encode(json));

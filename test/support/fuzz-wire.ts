@@ -230,18 +230,6 @@ export class H2Client {
   }
 }
 
-/** Length-prefixed envelopes (gRPC, gRPC-Web, Connect streaming) in `body`, and the bytes left over. */
-export function splitEnvelopes(body: Buffer): { envelopes: Array<{ flags: number; data: Buffer }>; leftover: number } {
-  const envelopes: Array<{ flags: number; data: Buffer }> = [];
-  let rest = body;
-  while (rest.length >= 5 && rest.length >= 5 + rest.readUInt32BE(1)) {
-    const n = rest.readUInt32BE(1);
-    envelopes.push({ flags: rest[0] ?? 0, data: rest.subarray(5, 5 + n) });
-    rest = rest.subarray(5 + n);
-  }
-  return { envelopes, leftover: rest.length };
-}
-
 export interface RawH2Outcome {
   frames: RawFrame[];
   /** How the exchange settled: our PING acknowledged, a GOAWAY, the socket closed, or nothing in time. */

@@ -1,3 +1,4 @@
+import type * as http2 from "node:http2";
 import * as net from "node:net";
 
 // Raw HTTP/2 frames (RFC 9113 section 4.1), for peers that no HTTP/2 library
@@ -102,6 +103,29 @@ export function headerBlock(fields: Array<[name: string, value: string]>): Buffe
   );
 }
 
+/**
+ * `headers` as node:http2 takes them (wire.ts's grpcRequestHeaders(), say),
+ * as the fields a client library sends: :method, :scheme http, :path,
+ * :authority localhost, then the rest in order; undefined ones left out.
+ */
+export function headerFields(headers: http2.OutgoingHttpHeaders): Array<[name: string, value: string]> {
+  const {
+    ":method": method = "GET",
+    ":scheme": scheme = "http",
+    ":path": path = "/",
+    ":authority": authority = "localhost",
+    ...rest
+  } = headers;
+  const fields: Array<[string, string]> = [
+    [":method", String(method)],
+    [":scheme", String(scheme)],
+    [":path", String(path)],
+    [":authority", String(authority)],
+  ];
+  for (const [name, value] of Object.entries(rest)) if (value !== undefined) fields.push([name, String(value)]);
+  return fields;
+}
+
 /** HEADERS for a request, with END_HEADERS, and END_STREAM unless a body follows. */
 export function requestHeaders(
   streamId: number,
@@ -114,12 +138,7 @@ export function requestHeaders(
 
 /** A GET for `path`: the smallest request a server opens a stream for. */
 export function getRequest(streamId: number, path: string): Buffer {
-  return requestHeaders(streamId, [
-    [":method", "GET"],
-    [":scheme", "http"],
-    [":path", path],
-    [":authority", "localhost"],
-  ]);
+  return requestHeaders(streamId, headerFields({ ":method": "GET", ":path": path }));
 }
 
 export interface RawFrame {
@@ -127,6 +146,27 @@ export interface RawFrame {
   flags: number;
   streamId: number;
   payload: Buffer;
+}
+
+/** What a GOAWAY says (RFC 9113 section 6.8): the last stream the server took, and its error code. */
+export interface Goaway {
+  lastStreamId: number;
+  code: number;
+}
+
+function parseGoaway(f: RawFrame): Goaway {
+  return { lastStreamId: f.payload.readUInt32BE(0), code: f.payload.readUInt32BE(4) };
+}
+
+/** The error code of every GOAWAY the server sent, in order. */
+export function goaways(c: { readonly frames: readonly RawFrame[] }): number[] {
+  return c.frames.filter((f) => f.type === FrameType.GOAWAY).map((f) => parseGoaway(f).code);
+}
+
+/** The first GOAWAY the server sent; undefined while none came. */
+export function firstGoaway(c: { readonly frames: readonly RawFrame[] }): Goaway | undefined {
+  const f = c.frames.find((f) => f.type === FrameType.GOAWAY);
+  return f === undefined ? undefined : parseGoaway(f);
 }
 
 /** A raw h2c connection: writes what it is given, and parses the frames the server sends. */
@@ -180,10 +220,7 @@ export function connectRaw(port: number, options: RawOptions = {}): Promise<RawH
         socket,
         frames,
         closed,
-        goawayCode: () => {
-          const goaway = frames.find((f) => f.type === FrameType.GOAWAY);
-          return goaway === undefined ? undefined : goaway.payload.readUInt32BE(4);
-        },
+        goawayCode: () => firstGoaway({ frames })?.code,
       });
     });
     socket.once("error", reject);

@@ -1,12 +1,11 @@
 import * as http2 from "node:http2";
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { StreamRequestSchema, type StreamResponse, StreamResponseSchema } from "../../gen/stream/v1/stream_pb.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { type StreamResponse, StreamResponseSchema } from "../../gen/stream/v1/stream_pb.js";
+import { createEnvelopeReader, type Envelope, grpcRequestHeaders, streamPath } from "./wire.js";
 
 // gRPC by hand over node:http2, so a test sees exactly what the server put on
 // the wire: header and trailer frames, every envelope, and the end of the
 // stream, with control over the request body and the client's window.
-
-export const streamPath = "/stream.v1.StreamService/Stream";
 
 export interface GrpcExchange {
   /** Response headers (":status" among them), date left out. */
@@ -16,7 +15,7 @@ export interface GrpcExchange {
   /** Trailers, undefined when there were none. */
   trailers: http2.IncomingHttpHeaders | undefined;
   /** Each envelope of the body: flags and payload. */
-  envelopes: { flags: number; data: Buffer }[];
+  envelopes: Envelope[];
   /** Bytes after the last complete envelope. */
   leftover: number;
   /** RST_STREAM code the stream closed with (0 for a clean end). */
@@ -32,33 +31,12 @@ export interface GrpcCallOptions {
   onFirst?: (req: http2.ClientHttp2Stream, session: http2.ClientHttp2Session) => void;
 }
 
-export function requestEnvelope(init: MessageInitShape<typeof StreamRequestSchema>, flags = 0): Buffer {
-  return envelopeOf(toBinary(StreamRequestSchema, create(StreamRequestSchema, init)), flags);
-}
-
-export function envelopeOf(payload: Uint8Array, flags = 0, length = payload.byteLength): Buffer {
-  const head = Buffer.alloc(5);
-  head[0] = flags;
-  head.writeUInt32BE(length, 1);
-  return Buffer.concat([head, payload]);
-}
-
 /** One call on a fresh connection; resolves when the stream closed. */
 export function grpcCall(url: string, body: Buffer, options: GrpcCallOptions = {}): Promise<GrpcExchange> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(url);
     session.on("error", reject);
-    const headers: http2.OutgoingHttpHeaders = {
-      ":method": "POST",
-      ":path": options.path ?? streamPath,
-      "content-type": "application/grpc",
-      te: "trailers",
-    };
-    for (const [k, v] of Object.entries(options.headers ?? {})) {
-      if (v === undefined) delete headers[k];
-      else headers[k] = v;
-    }
-    const req = session.request(headers);
+    const req = session.request(grpcRequestHeaders({ ":path": options.path ?? streamPath, ...options.headers }));
     const out: GrpcExchange = {
       headers: {},
       headersEndStream: false,
@@ -67,7 +45,14 @@ export function grpcCall(url: string, body: Buffer, options: GrpcCallOptions = {
       leftover: 0,
       rstCode: 0,
     };
-    let buf = Buffer.alloc(0);
+    let received = 0;
+    let enveloped = 0;
+    // The reader's payloads are views it may not keep: copied, as the exchange outlives the call.
+    const read = createEnvelopeReader((flags, data) => {
+      out.envelopes.push({ flags, data: Buffer.from(data) });
+      enveloped += 5 + data.length;
+      if (out.envelopes.length === 1) options.onFirst?.(req, session);
+    });
     req.on("response", (h, flags) => {
       const { date: _, ...rest } = h;
       out.headers = rest;
@@ -77,17 +62,12 @@ export function grpcCall(url: string, body: Buffer, options: GrpcCallOptions = {
       out.trailers = { ...t };
     });
     req.on("data", (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
-        const n = buf.readUInt32BE(1);
-        out.envelopes.push({ flags: buf[0] ?? 0, data: buf.subarray(5, 5 + n) });
-        buf = buf.subarray(5 + n);
-        if (out.envelopes.length === 1) options.onFirst?.(req, session);
-      }
+      received += chunk.length;
+      read(chunk);
     });
     req.on("error", () => {});
     req.on("close", () => {
-      out.leftover = buf.length;
+      out.leftover = received - enveloped;
       out.rstCode = req.rstCode ?? 0;
       session.close();
       resolve(out);

@@ -1,5 +1,6 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
+import { type Envelope, splitEnvelopes } from "./wire.js";
 
 // One request, sent as is over HTTP/1.1 or HTTP/2, and everything that came
 // back: status, headers, the body split into envelopes, trailers, and how the
@@ -11,7 +12,7 @@ export interface RawExchange {
   /** Response headers, date and the HTTP/1.1 connection headers left out. */
   headers: Record<string, string | string[] | undefined>;
   /** The body's envelopes: flags and payload. */
-  envelopes: { flags: number; data: Buffer }[];
+  envelopes: Envelope[];
   /** Bytes after the last complete envelope. */
   leftover: number;
   trailers: Record<string, string | string[] | undefined> | undefined;
@@ -39,18 +40,6 @@ function clean(h: Record<string, unknown>): Record<string, string | string[] | u
     out[k] = Array.isArray(v) ? v.map(String) : String(v);
   }
   return out;
-}
-
-function split(body: Buffer): { envelopes: RawExchange["envelopes"]; leftover: number } {
-  const envelopes: RawExchange["envelopes"] = [];
-  let o = 0;
-  while (body.length - o >= 5) {
-    const length = body.readUInt32BE(o + 1);
-    if (body.length - o - 5 < length) break;
-    envelopes.push({ flags: body[o] ?? 0, data: body.subarray(o + 5, o + 5 + length) });
-    o += 5 + length;
-  }
-  return { envelopes, leftover: body.length - o };
 }
 
 export function rawExchange(r: RawRequest): Promise<RawExchange> {
@@ -85,7 +74,7 @@ function h2Exchange(r: RawRequest): Promise<RawExchange> {
       resolve({
         status,
         headers: clean(responseHeaders),
-        ...split(body),
+        ...splitEnvelopes(body),
         trailers,
         headersEndStream,
         rstCode: req.rstCode ?? 0,
@@ -107,7 +96,7 @@ function h1Exchange(r: RawRequest): Promise<RawExchange> {
         resolve({
           status: res.statusCode ?? 0,
           headers: clean(res.headers),
-          ...split(Buffer.concat(chunks)),
+          ...splitEnvelopes(Buffer.concat(chunks)),
           trailers: Object.keys(res.trailers).length === 0 ? undefined : clean(res.trailers),
           headersEndStream: false,
           rstCode: 0,

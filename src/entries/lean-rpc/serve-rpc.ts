@@ -117,13 +117,6 @@ export class LeanCall {
     }, ms);
   }
 
-  /** The headers leave with the first message, never before. */
-  private open(): void {
-    if (this.opened) return;
-    this.opened = true;
-    this.wire.respond(this.headers, this.protocol.httpTrailers);
-  }
-
   private readonly onClose = () => {
     clearTimeout(this.deadline);
     this.stream?.cancel(this.wire.closeReason());
@@ -132,40 +125,78 @@ export class LeanCall {
   private readonly onDrain = () => this.stream?.resume();
 
   private sink(greeting: GreetingWire): GreetingSink {
-    const { wire, protocol } = this;
-    // What one turn of the event loop writes (interval 0) goes out in one writev.
-    let corked = false;
-    const uncork = () => {
-      corked = false;
-      if (!wire.closed()) wire.uncork();
-    };
-    const batch = new WriteBatch((chunk) => {
-      if (wire.closed()) return false;
-      if (!corked) {
-        corked = true;
-        wire.cork();
-        process.nextTick(uncork);
-      }
-      return wire.write(protocol.text ? base64Chunk(chunk) : chunk);
-    });
-    return {
-      write: (counter, millis) => {
-        if (wire.closed()) return false;
-        this.open();
-        return batch.commit(protocol.encode(greeting, batch.room(), batch.used, counter, millis));
-      },
-      flush: () => batch.flush(),
-      end: (error) => {
-        batch.flush();
-        this.end(error);
-      },
-      abort: () => {
-        this.finished = true;
-        clearTimeout(this.deadline);
-        return wire.abort();
-      },
-    };
+    return new LeanSink(this, this.wire, this.protocol, greeting);
   }
+
+  /** The peer took nothing for --send-timeout: no last words, the stream (or its connection) goes. */
+  abort(): boolean {
+    this.finished = true;
+    clearTimeout(this.deadline);
+    return this.wire.abort();
+  }
+
+  /** The headers leave with the first message, never before. */
+  open(): void {
+    if (this.opened) return;
+    this.opened = true;
+    this.wire.respond(this.headers, this.protocol.httpTrailers);
+  }
+}
+
+/** The stream's messages into the call's wire, in the protocol's framing, batched. */
+class LeanSink implements GreetingSink {
+  private readonly batch: WriteBatch;
+  /** What one turn of the event loop writes (interval 0) goes out in one writev. */
+  private corked = false;
+
+  constructor(
+    private readonly call: LeanCall,
+    private readonly wire: RpcWire,
+    private readonly protocol: RpcProtocol,
+    private readonly greeting: GreetingWire,
+  ) {
+    this.batch = new WriteBatch((chunk) => this.send(chunk));
+  }
+
+  write(counter: bigint, millis: number): boolean {
+    if (this.wire.closed()) return false;
+    this.call.open();
+    const batch = this.batch;
+    return batch.commit(this.protocol.encode(this.greeting, batch.room(), batch.used, counter, millis));
+  }
+
+  flush(): boolean {
+    return this.batch.flush();
+  }
+
+  end(error: ConnectError | undefined): void {
+    this.batch.flush();
+    this.call.end(error);
+  }
+
+  abort(): boolean {
+    return this.call.abort();
+  }
+
+  private send(chunk: Buffer): boolean {
+    const wire = this.wire;
+    if (wire.closed()) return false;
+    if (!this.corked) {
+      this.corked = true;
+      wire.cork();
+      process.nextTick(uncorkSink, this);
+    }
+    return wire.write(this.protocol.text ? base64Chunk(chunk) : chunk);
+  }
+
+  uncork(): void {
+    this.corked = false;
+    if (!this.wire.closed()) this.wire.uncork();
+  }
+}
+
+function uncorkSink(sink: LeanSink): void {
+  sink.uncork();
 }
 
 /** The response headers of every answer: the protocol's, then the front door's (CORS, request id, a challenge). */
