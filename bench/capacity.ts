@@ -68,6 +68,8 @@ interface Row {
   goodWorstGapMs?: number;
   goodWorstHealthzMs?: number;
   drainMs?: number;
+  /** Every stream got its status within --shutdown-grace (the server's "shut down" line says clean). */
+  drainClean?: boolean;
 }
 
 interface Cell {
@@ -103,16 +105,25 @@ async function measure({ key, streams, intervalMs, probes }: Cell): Promise<Row>
     latency = runLoad([process.execPath, client, JSON.stringify(task)], 120_000).then(
       (r) => JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as { p50Us: number; p99Us: number },
     );
-    // And a client at 100 ms over plain HTTP, with /healthz probed on fresh connections.
-    pace = measurePace(`http://127.0.0.1:${server.port}`, 100, 50);
+    // And, for ours, a client at 100 ms over plain HTTP, with /healthz probed on
+    // fresh connections (the others serve neither).
+    if (key === "ours") pace = measurePace(`http://127.0.0.1:${server.port}`, 100, 50);
   });
   const first = await latency;
   const good = await pace;
   let drainMs: number | undefined;
+  let drainClean: boolean | undefined;
   const t0 = performance.now();
   // Ours drains: SIGTERM with every stream open, each gets its status, then it exits.
   await server.stop(key === "ours" && probes ? 120_000 : undefined);
-  if (key === "ours" && probes) drainMs = Math.round(performance.now() - t0);
+  if (key === "ours" && probes) {
+    drainMs = Math.round(performance.now() - t0);
+    const last = server
+      .stdoutTail()
+      .split("\n")
+      .find((l) => l.includes('"shut down"'));
+    if (last !== undefined) drainClean = JSON.parse(last).clean === true;
+  }
   const row: Row = {
     server: key,
     intervalMs,
@@ -137,6 +148,7 @@ async function measure({ key, streams, intervalMs, probes }: Cell): Promise<Row>
     row.firstMessageP99Us = Math.round(first.p99Us);
   }
   if (drainMs !== undefined) row.drainMs = drainMs;
+  if (drainClean !== undefined) row.drainClean = drainClean;
   process.stderr.write(`capacity: ${JSON.stringify(row)}\n`);
   return row;
 }
@@ -175,7 +187,7 @@ const md = [
   "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ...headline.map(
     (r) =>
-      `| ${servers[r.server]?.title} | ${r.intervalMs / 1000} s | ${r.held} | ${r.openS} | ${r.rssMiB} | ${r.kibPerStream} | ${r.cpuPct} | ${r.deliveredPerSec} of ${r.offeredPerSec} | ${r.p99LatenessMs} | ${r.maxLatenessMs} | ${r.firstMessageP50Us ?? "–"} / ${r.firstMessageP99Us ?? "–"} | ${r.goodWorstGapMs ?? "–"}, ${r.goodWorstHealthzMs ?? "–"} | ${r.drainMs ?? "–"} |`,
+      `| ${servers[r.server]?.title} | ${r.intervalMs / 1000} s | ${r.held} | ${r.openS} | ${r.rssMiB} | ${r.kibPerStream} | ${r.cpuPct} | ${r.deliveredPerSec} of ${r.offeredPerSec} | ${r.p99LatenessMs} | ${r.maxLatenessMs} | ${r.firstMessageP50Us ?? "–"} / ${r.firstMessageP99Us ?? "–"} | ${r.goodWorstGapMs ?? "–"}, ${r.goodWorstHealthzMs ?? "–"} | ${r.drainMs === undefined ? "–" : `${r.drainMs}${r.drainClean === false ? " (grace over)" : ""}`} |`,
   ),
   "",
   "## The cost of a stream, by interval (ours)",

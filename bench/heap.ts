@@ -13,8 +13,9 @@ import { productionBuild } from "./production.js";
 // build runs: a V8 heap snapshot after warm-up calls, then `--streams` gRPC
 // streams at 2 s (100 to a connection) and a second snapshot while they are
 // open; the difference, by kind of object, divided by the streams, beside
-// the resident memory each stream added. What is not in the heap is
-// nghttp2's, the sockets' and the allocator's. Writes
+// the resident memory each stream added. What is resident but not a live
+// object is nghttp2's, the sockets', the heap's free space and the
+// allocator's. Writes
 // bench/results/heap.{json,md}.
 
 const { values: flags } = parseArgs({
@@ -140,7 +141,7 @@ const table = (r: Row) => {
     "|---|---:|---:|",
     ...shown.map((k) => `| \`${k.kind}\` | ${k.bytesPerStream} | ${k.objectsPerStream} |`),
     `| everything else | ${Math.round(rest)} | |`,
-    `| outside V8's heap (nghttp2, sockets, buffers' memory, the allocator) | ${Math.round((r.rssKiBPerStream - r.heapKiBPerStream) * 1024)} | |`,
+    `| resident but not a live object on V8's heap: nghttp2's and the sockets' native memory, the heap's free space, the allocator's | ${Math.round((r.rssKiBPerStream - r.heapKiBPerStream) * 1024)} | |`,
     "",
   ].join("\n");
 };

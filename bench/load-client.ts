@@ -1,14 +1,8 @@
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import {
-  type BenchRequest,
-  CONNECT_END_STREAM,
-  createEnvelopeReader,
-  decodeResponse,
-  encodeRequest,
-  envelope,
-} from "./wire.js";
+import { createEnvelopeReader, envelope, grpcRequestHeaders, streamPath } from "../test/support/wire.js";
+import { type BenchRequest, CONNECT_END_STREAM, decodeResponse, encodeRequest } from "./wire.js";
 
 // The Node side of the load: correctness checks, time to first message,
 // fan-out and idle streams, on plain node:http2 (no gRPC library, so the
@@ -17,8 +11,6 @@ import {
 // line, exits.
 //
 //   node --import tsx bench/load-client.ts '{"mode":"latency","port":8080,"calls":1000}'
-
-const GRPC_PATH = "/stream.v1.StreamService/Stream";
 
 export type ClientTask =
   | { mode: "check"; port: number; protocols: Protocol[] }
@@ -94,15 +86,11 @@ interface CallResult {
   firstAt: number;
 }
 
-function grpcHeaders(): http2.OutgoingHttpHeaders {
-  return { ":method": "POST", ":path": GRPC_PATH, "content-type": "application/grpc", te: "trailers" };
-}
-
 /** One gRPC call on `session`, every message decoded; `cancelAfter` resets the stream after that many messages. */
 function grpcCall(session: http2.ClientHttp2Session, req: BenchRequest, cancelAfter?: number): Promise<CallResult> {
   return new Promise((resolve, reject) => {
     const result: CallResult = { messages: [], status: undefined, statusMessage: undefined, firstAt: 0 };
-    const stream = session.request(grpcHeaders());
+    const stream = session.request(grpcRequestHeaders());
     const onStatus = (h: http2.IncomingHttpHeaders) => {
       if (h["grpc-status"] !== undefined) {
         result.status = String(h["grpc-status"]);
@@ -143,7 +131,7 @@ function connectCall(port: number, version: "h2" | "h1", req: BenchRequest): Pro
     const body = envelope(encodeRequest(req));
     if (version === "h1") {
       const r = http.request(
-        { host: "127.0.0.1", port, method: "POST", path: GRPC_PATH, headers, agent: false },
+        { host: "127.0.0.1", port, method: "POST", path: streamPath, headers, agent: false },
         (res) => {
           res.on("data", read);
           res.on("end", () => resolve(result));
@@ -156,7 +144,7 @@ function connectCall(port: number, version: "h2" | "h1", req: BenchRequest): Pro
     }
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on("error", reject);
-    const stream = session.request({ ":method": "POST", ":path": GRPC_PATH, ...headers });
+    const stream = session.request({ ":method": "POST", ":path": streamPath, ...headers });
     stream.on("data", read);
     stream.on("error", reject);
     stream.on("close", () => {
@@ -275,7 +263,7 @@ async function latency(task: Extract<ClientTask, { mode: "latency" }>) {
             host: "127.0.0.1",
             port: task.port,
             method: "POST",
-            path: GRPC_PATH,
+            path: streamPath,
             agent,
             headers: { "content-type": "application/connect+proto" },
           },
@@ -290,8 +278,8 @@ async function latency(task: Extract<ClientTask, { mode: "latency" }>) {
       }
       const stream = session.request(
         protocol === "grpc"
-          ? grpcHeaders()
-          : { ":method": "POST", ":path": GRPC_PATH, "content-type": "application/connect+proto" },
+          ? grpcRequestHeaders()
+          : { ":method": "POST", ":path": streamPath, "content-type": "application/connect+proto" },
       );
       stream.on("data", read);
       stream.on("trailers", (h) => {
@@ -351,6 +339,9 @@ interface Fleet {
  * offered load is smooth; onMessage sees each message's stream index, index
  * within the stream and arrival time.
  */
+/** The fastest the fleet opens streams: what one core of the client sends and reads beside the running ones. */
+const OPEN_PER_SEC = 10_000;
+
 async function openFleet(
   port: number,
   protocol: FleetProtocol,
@@ -376,13 +367,19 @@ async function openFleet(
   };
   const seconds = intervalMs / 1000;
   const path =
-    protocol === "ndjson-h1" || protocol === "sse-h1" ? `/stream?name=fleet&interval=${seconds}s` : GRPC_PATH;
+    protocol === "ndjson-h1" || protocol === "sse-h1" ? `/stream?name=fleet&interval=${seconds}s` : streamPath;
   const body = envelope(encodeRequest({ name: "fleet", intervalMs, limit: 0 }));
   const contentType = fleetContentTypes[protocol];
   const start = performance.now();
+  // Evenly over one interval, or at OPEN_PER_SEC at most: a client on one core
+  // that made 150,000 requests in a row without giving its event loop back
+  // sent none of them (1.2 GB of requests queued, then errors), and the server
+  // was measured against nothing.
+  const openMs = Math.max(intervalMs, (streams / OPEN_PER_SEC) * 1000);
   for (let i = 0; i < streams; i++) {
-    const wait = start + (i / streams) * intervalMs - performance.now();
+    const wait = start + (i / streams) * openMs - performance.now();
     if (wait > 1) await sleep(wait);
+    else if (i % perConnection === 0) await new Promise((r) => setImmediate(r));
     const seen = () => {
       const at = performance.now();
       const k = fleet.counts[i] ?? 0;
@@ -420,12 +417,7 @@ async function openFleet(
     }
     const session = sessions[Math.floor(i / perConnection)];
     if (session === undefined) throw new Error("no session");
-    const stream = session.request({
-      ":method": "POST",
-      ":path": GRPC_PATH,
-      "content-type": contentType,
-      te: "trailers",
-    });
+    const stream = session.request(grpcRequestHeaders({ "content-type": contentType }));
     stream.on("data", read);
     stream.on("error", () => {});
     stream.on("close", () => {

@@ -124,6 +124,8 @@ export interface ServerProcess {
   readonly port: number;
   /** The last lines the server wrote to stderr, for error reports. */
   stderrTail(): string;
+  /** The last lines it wrote to stdout (our log's last words: "shut down", clean or not). */
+  stdoutTail(): string;
   /** SIGTERM, then SIGKILL after `graceMs` (default 3 s); resolves once it exited. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -149,7 +151,10 @@ export async function startServer(
   Object.assign(env, rowEnv);
   const child = track(spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env }));
   let tail = "";
-  child.stdout?.on("data", () => {});
+  let outTail = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    outTail = (outTail + d.toString("latin1")).slice(-4000);
+  });
   child.stderr?.on("data", (d: Buffer) => {
     tail = (tail + d.toString()).slice(-4000);
   });
@@ -174,6 +179,7 @@ export async function startServer(
     pid,
     port,
     stderrTail: () => tail,
+    stdoutTail: () => outTail,
     async stop(graceMs = 3000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");
