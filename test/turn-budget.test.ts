@@ -79,4 +79,46 @@ describe("TurnBudget", () => {
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(ran, ["a", "b", "c", "b"]);
   });
+  it("should start new streams beside a pass that takes every slice, by time and not one a turn", {
+    timeout: 10_000,
+  }, async () => {
+    // An overloaded server: the pacer's pass is one task that spends the
+    // whole slice and goes on in the next turn. 200 streams arriving beside
+    // it, 0.1 ms each, take 20 ms: a few turns at half a slice each. One a
+    // turn, they took 200 turns (10,000 streams on the connect road: 4,000
+    // never started in two minutes).
+    const budget = new TurnBudget(10);
+    const probe = turnProbe();
+    let passes = 0;
+    let passing = true;
+    const pass: Deferred = {
+      deferredNext: undefined,
+      resumeTurn: () => {
+        passes++;
+        while (budget.allows()) spin(0.1);
+        if (passing) budget.defer(pass);
+      },
+    };
+    budget.defer(pass);
+    const started: number[] = [];
+    await new Promise<void>((resolve) => {
+      for (let i = 0; i < 200; i++) {
+        budget.deferChange({
+          deferredNext: undefined,
+          resumeTurn: () => {
+            spin(0.1);
+            started.push(probe.turns.length);
+            if (started.length === 200) resolve();
+          },
+        });
+      }
+    });
+    passing = false;
+    probe.stop();
+    assert.ok((started.at(-1) as number) <= 10, `the last of 200 new streams started in turn ${started.at(-1)}`);
+    assert.ok(passes >= 3, `the pass ran in ${passes} turns meanwhile`);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(budget.deferred, 0);
+  });
 });
