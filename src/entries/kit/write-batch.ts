@@ -1,7 +1,7 @@
 import { MAX_MESSAGE_BYTES } from "./greeting-wire.js";
 
 // Messages a stream writes in a row (interval 0) go out together: one write
-// per 8 KiB instead of one per message, encoded straight into the batch's
+// per 16 KiB instead of one per message, encoded straight into the batch's
 // buffer, so that a message costs no object of its own (strings joined per
 // batch were a fifth of a fast stream's CPU, and most of its garbage). A
 // write is a JavaScript object, a buffer entry and a call into Node's
@@ -10,8 +10,13 @@ import { MAX_MESSAGE_BYTES } from "./greeting-wire.js";
 // in a hundred small writes that costs four times the bytes. A stream that
 // waits between messages flushes after each, so a message is never held back.
 
-/** Bytes gathered before they go out in one write. */
-const BATCH_BYTES = 8 * 1024;
+/**
+ * Bytes gathered before they go out in one write: Node's own high-water mark
+ * for a stream, and the raw server's batch. 16 KiB floods 15 to 25 % faster
+ * than 8 did (h2load, 1 and 100 streams, on the production build), and a
+ * reader that takes nothing holds one such batch beside Node's 16 KiB.
+ */
+const BATCH_BYTES = 16 * 1024;
 
 /** A batch's first buffer: one message's room, which Node's own pool of small buffers serves. */
 const FIRST_BYTES = MAX_MESSAGE_BYTES;
@@ -27,7 +32,7 @@ export class WriteBatch {
   /**
    * The buffer to write the next message into, from `used` on, with
    * MAX_MESSAGE_BYTES free there. A stream that waits between messages uses
-   * one small buffer a message, a fast one grows its batch to 8 KiB; an idle
+   * one small buffer a message, a fast one grows its batch to 16 KiB; an idle
    * stream holds none.
    */
   room(): Buffer {
