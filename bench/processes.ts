@@ -158,7 +158,8 @@ export async function startServer(
   child.stderr?.on("data", (d: Buffer) => {
     tail = (tail + d.toString()).slice(-4000);
   });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // 'close' rather than 'exit': the last log line (how the drain ended) may still be in the pipe at 'exit'.
+  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
   const deadline = performance.now() + readyTimeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {

@@ -46,11 +46,19 @@ export function startCommand(command: string, args: string[], options: CommandOp
     stderr += c.toString();
     for (const w of waiters) w();
   });
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+  const reader = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  reader.on("line", (line) => {
     lines.push(line);
     for (const w of waiters) w();
   });
-  const exited = once(child, "exit").then(([code, signal]) => (code ?? signal) as number | string);
+  // 'exit' can come while the pipe still holds the child's last lines: a
+  // test that reads them once it exited waits until they are all in (or 5 s,
+  // should a grandchild keep the pipe open).
+  const allRead = once(reader, "close");
+  const exited = once(child, "exit").then(async ([code, signal]) => {
+    await Promise.race([allRead, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    return (code ?? signal) as number | string;
+  });
   return {
     child,
     lines,
