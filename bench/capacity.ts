@@ -177,11 +177,11 @@ for (const n of String(flags.ceiling).split(",").filter(Boolean).map(Number)) {
 
 const perMessageUs = (r: Row) => (r.deliveredPerSec > 0 ? Math.round((r.cpuPct * 10_000) / r.deliveredPerSec) : "–");
 const md = [
-  `# Capacity: how many gRPC streams one process holds`,
+  `### How many gRPC streams one process holds`,
   "",
   `Run ${new Date().toISOString()} by \`npm run bench:capacity\` on ${cpus().length} cores, the production build; each server pinned to core 0, the load (${PER_CONNECTION} streams a connection) on core 1. One run per cell, each a fresh server. Lateness is against the stream's own schedule (message k due at its first message + k × interval), at the client.`,
   "",
-  `## ${streams.toLocaleString("en")} streams`,
+  `#### ${streams.toLocaleString("en")} streams`,
   "",
   "| server | interval | held | open (s) | RSS (MiB) | KiB/stream | CPU % | msg/s delivered of offered | p99 late (ms) | worst late (ms) | new call's first message p50 / p99 (µs) | good client's worst gap, /healthz (ms) | SIGTERM drain (ms) |",
   "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -190,7 +190,7 @@ const md = [
       `| ${servers[r.server]?.title} | ${r.intervalMs / 1000} s | ${r.held} | ${r.openS} | ${r.rssMiB} | ${r.kibPerStream} | ${r.cpuPct} | ${r.deliveredPerSec} of ${r.offeredPerSec} | ${r.p99LatenessMs} | ${r.maxLatenessMs} | ${r.firstMessageP50Us ?? "–"} / ${r.firstMessageP99Us ?? "–"} | ${r.goodWorstGapMs ?? "–"}, ${r.goodWorstHealthzMs ?? "–"} | ${r.drainMs === undefined ? "–" : `${r.drainMs}${r.drainClean === false ? " (grace over)" : ""}`} |`,
   ),
   "",
-  "## The cost of a stream, by interval (ours)",
+  "#### The cost of a stream, by interval (ours)",
   "",
   "| interval | streams | KiB/stream | CPU % | CPU % per 10,000 streams | CPU µs per message | msg/s delivered of offered | p99 late (ms) |",
   "|---|---|---|---|---|---|---|---|",
@@ -199,7 +199,7 @@ const md = [
       `| ${r.intervalMs / 1000} s | ${r.held} of ${r.streams} | ${r.kibPerStream} | ${r.cpuPct} | ${Math.round((r.cpuPct * 100_000) / r.held) / 10} | ${perMessageUs(r)} | ${r.deliveredPerSec} of ${r.offeredPerSec} | ${r.p99LatenessMs} |`,
   ),
   "",
-  "## The most streams at 2 s (ours)",
+  "#### The most streams at 2 s (ours)",
   "",
   "| streams | held | open (s) | RSS (MiB) | KiB/stream | CPU % | msg/s delivered of offered | p99 late (ms) | worst late (ms) | load client's CPU % |",
   "|---|---|---|---|---|---|---|---|---|---|",

@@ -114,7 +114,7 @@ async function measure(key: string): Promise<Row> {
     process.stderr.write(`heap: ${key}: ${row.rssKiBPerStream} KiB RSS, ${row.heapKiBPerStream} KiB heap a stream\n`);
     return row;
   } finally {
-    // The fleet's client ends with the server's connections.
+    // The fleet's client exits once the server is gone.
     await server.stop(10_000);
     rmSync(dir, { recursive: true, force: true });
   }
@@ -135,7 +135,7 @@ const table = (r: Row) => {
   const shown = r.kinds.slice(0, top);
   const rest = r.kinds.slice(top).reduce((a, k) => a + k.bytesPerStream, 0);
   return [
-    `### ${servers[r.server]?.title}: ${r.rssKiBPerStream} KiB resident a stream, ${r.heapKiBPerStream} KiB of it in V8's heap`,
+    `#### ${servers[r.server]?.title}: ${r.rssKiBPerStream} KiB resident a stream, ${r.heapKiBPerStream} KiB of it in V8's heap`,
     "",
     "| kind of object | bytes a stream | objects a stream |",
     "|---|---:|---:|",
@@ -146,7 +146,7 @@ const table = (r: Row) => {
   ].join("\n");
 };
 const md = [
-  `# Where an idle stream's memory goes: ${streams.toLocaleString("en")} gRPC streams at 2 s`,
+  `### Where an idle stream's memory goes: ${streams.toLocaleString("en")} gRPC streams at 2 s`,
   "",
   `Run ${new Date().toISOString()} by \`npm run bench:heap\` on ${cpus().length} cores, the production build; each server pinned to core 0, the load (100 streams a connection) on core 1. A V8 heap snapshot after warm-up calls and another with the streams open; each row is the difference by kind (an object by its constructor, else V8's node type in parentheses), divided by the streams. Resident memory is the process's VmRSS before the first snapshot and with the streams open, before the second.`,
   "",

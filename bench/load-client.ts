@@ -447,6 +447,19 @@ async function waitAllStarted(fleet: Fleet, timeoutMs: number): Promise<number> 
   }
 }
 
+/** Waits `ms`, or until the server `pid` is gone: a fleet outlives its window, not its server. */
+async function holdWhileAlive(pid: number, ms: number): Promise<void> {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await sleep(Math.min(200, until - performance.now()));
+  }
+}
+
 /** Many streams at a short interval: what is delivered, how late against the schedule, at what server CPU. */
 async function fanout(task: Extract<ClientTask, { mode: "fanout" }>) {
   let measuring = false;
@@ -503,7 +516,7 @@ async function fanout(task: Extract<ClientTask, { mode: "fanout" }>) {
   };
   if (task.holdMs !== undefined) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
-    await sleep(task.holdMs);
+    await holdWhileAlive(task.pid, task.holdMs);
   }
   fleet.close();
   return result;

@@ -21,6 +21,16 @@ export const generatedBlocks: GeneratedBlock[] = [
     file: "docs/performance.md",
     render: () => readFileSync(new URL("bench/results/latest.md", root), "utf8").trim(),
   },
+  {
+    name: "bench-heap",
+    file: "docs/performance.md",
+    render: () => readFileSync(new URL("bench/results/heap.md", root), "utf8").trim(),
+  },
+  {
+    name: "bench-capacity",
+    file: "docs/capacity.md",
+    render: () => readFileSync(new URL("bench/results/capacity.md", root), "utf8").trim(),
+  },
 ];
 
 /** The configuration table, from the options' one declaration in src/config/config.ts. */

@@ -65,18 +65,20 @@ function resolveMaxStreams(config: Config, logger: Logger): number {
   return c.maxStreams;
 }
 
-/** Throws a ConfigError (before anything listens) when --auth-token-file cannot be read or holds no token. */
-export function createServer(config: Config, logger: Logger, options: ServerOptions = {}): Server {
-  const { tracing } = options;
-  const tokenFile = config.authTokenFile;
-  const tokens = tokenFile === undefined ? undefined : new BearerTokens(readTokenFile(tokenFile));
+/** The streams, with what observes them (spans first, then logs) and counts them (metrics, unless --metrics off). */
+function createStreams(
+  config: Config,
+  logger: Logger,
+  tracing: EnvTracer | undefined,
+  metricsGroup: MetricsGroup | undefined,
+): { streams: GreetingStreams; metrics: Metrics | undefined } {
   const maxStreams = resolveMaxStreams(config, logger);
   const metrics: Metrics | undefined = config.metrics
     ? new Metrics({
         maxStreams,
         // Per stream, never per message: read only when /metrics is scraped.
         messagesSent: (): number => streams.messagesSent,
-        group: options.metricsGroup,
+        group: metricsGroup,
       })
     : undefined;
   const observers: StreamObserver[] = [];
@@ -96,18 +98,14 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
     counters: metrics ? [metrics] : [],
     onError: (e) => logger.error("stream bookkeeping failed", { error: e instanceof Error ? e.message : String(e) }),
   });
-  const health = new HealthStatus([StreamService.typeName]);
-  // Aborted when shutdown starts, so reflection streams end then instead of holding the grace period.
-  const draining = new AbortController();
-  const reflection = new DescriptorIndex([
-    file_stream_v1_stream,
-    file_grpc_health_v1_health,
-    file_grpc_reflection_v1_reflection,
-    file_grpc_reflection_v1alpha_reflection,
-  ]);
+  return { streams, metrics };
+}
+
+/** /healthz, /readyz and, unless --metrics off, /metrics (behind the bearer token with --auth-metrics). */
+function opsEndpoints(config: Config, health: HealthStatus, metrics: Metrics | undefined): PlainRoute[] {
   // Probes and scrapers read; nothing else has a meaning here (TRACE least of all).
   const readOnly = ["GET", "HEAD"];
-  const opsEndpoints: PlainRoute[] = [
+  return [
     { path: "/healthz", handler: handleHealthz, methods: readOnly },
     { path: "/readyz", handler: createReadyzHandler(health), methods: readOnly },
     ...(metrics
@@ -121,6 +119,23 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
         ]
       : []),
   ];
+}
+
+/** Throws a ConfigError (before anything listens) when --auth-token-file cannot be read or holds no token. */
+export function createServer(config: Config, logger: Logger, options: ServerOptions = {}): Server {
+  const { tracing } = options;
+  const tokenFile = config.authTokenFile;
+  const tokens = tokenFile === undefined ? undefined : new BearerTokens(readTokenFile(tokenFile));
+  const { streams, metrics } = createStreams(config, logger, tracing, options.metricsGroup);
+  const health = new HealthStatus([StreamService.typeName]);
+  // Aborted when shutdown starts, so reflection streams end then instead of holding the grace period.
+  const draining = new AbortController();
+  const reflection = new DescriptorIndex([
+    file_stream_v1_stream,
+    file_grpc_health_v1_health,
+    file_grpc_reflection_v1_reflection,
+    file_grpc_reflection_v1alpha_reflection,
+  ]);
   const clients = new ClientAddresses(config.trustedProxies);
   const intake = createFrontDoor({
     config,
@@ -128,7 +143,7 @@ export function createServer(config: Config, logger: Logger, options: ServerOpti
     logger,
     clients,
     tokens,
-    opsEndpoints,
+    opsEndpoints: opsEndpoints(config, health, metrics),
     rpcServices: [createHealthRoutes(health), createReflectionRoutes(reflection, { stopping: draining.signal })],
   });
   let listener: Listener | undefined;
