@@ -3,7 +3,7 @@ import { type Config, ConfigError, configHelp, parseConfig } from "./config/conf
 import { createLogger, type Logger } from "./ops/log.js";
 import { type EnvTracer, TracingConfigError, tracerFromEnv } from "./ops/otel-env.js";
 import { createServer } from "./server/server.js";
-import { exitAfterLogs, exitOnStopSignals } from "./server/shutdown.js";
+import { exitOnStopSignals } from "./server/shutdown.js";
 import { joinPrimary } from "./server/worker-link.js";
 import { runPrimary } from "./server/workers.js";
 import { serviceVersion } from "./shared/version.js";
@@ -77,5 +77,5 @@ async function serve(config: Config, logger: Logger): Promise<void> {
   // With --workers the primary passes its SIGHUP on to every worker.
   if (config.authTokenFile !== undefined) process.on("SIGHUP", () => server.reloadTokens());
   // The primary's drain: the same shutdown as a signal's, and not a second signal when the terminal sent SIGINT too.
-  link?.serving(() => void server.shutdown().then(() => exitAfterLogs(logger, 0)));
+  link?.serving(() => void server.shutdown().then(() => process.exit(0)));
 }

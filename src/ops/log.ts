@@ -17,11 +17,6 @@ export interface Logger {
   info(msg: string, fields?: LogFields, at?: number): void;
   warn(msg: string, fields?: LogFields, at?: number): void;
   error(msg: string, fields?: LogFields, at?: number): void;
-  /**
-   * Resolves once every line logged so far has been written, or after
-   * `timeoutMs`: a process that exits right after its last word waits for it.
-   */
-  flushed(timeoutMs: number): Promise<void>;
 }
 
 export interface LoggerOptions {
@@ -65,8 +60,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     },
     redact: { paths: redactPaths, censor: "[redacted]" },
   };
-  const out = destination(format, options.write, options.sharedOutput === true);
-  const p = pino(pinoOptions, out);
+  const p = pino(pinoOptions, destination(format, options.write, options.sharedOutput === true));
   // A message is ours, never client text, but a URL may end up in one.
   const clean = (msg: string) => (msg.includes("access_token") ? scrubUrl(msg) : msg);
   const line = (write: typeof p.info, msg: string, fields: LogFields | undefined, time: number | undefined) => {
@@ -83,7 +77,6 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     info: (msg, fields, time) => line(p.info, msg, fields, time),
     warn: (msg, fields, time) => line(p.warn, msg, fields, time),
     error: (msg, fields, time) => line(p.error, msg, fields, time),
-    flushed: (timeoutMs) => out.flushed?.(timeoutMs) ?? Promise.resolve(),
   };
 }
 
@@ -105,14 +98,11 @@ export function isoTime(millis: number): string {
 /** What one write(2) to a pipe may carry and still land whole (Linux's PIPE_BUF). */
 const PIPE_BUF = 4096;
 
-/** Where pino writes; `flushed` where lines can wait on their way out. */
-type Destination = DestinationStream & { flushed?: (timeoutMs: number) => Promise<void> };
-
 function destination(
   format: LogFormat,
   write: ((line: string) => void) | undefined,
   sharedOutput: boolean,
-): Destination {
+): DestinationStream {
   if (format === "pretty") {
     const out = write ?? ((line: string) => process.stdout.write(line));
     const colors = write === undefined && process.stdout.isTTY === true;
@@ -124,8 +114,7 @@ function destination(
   // calls come one at a time) is a write(2) on libuv's thread pool, with the
   // hand-overs between threads: measured, some 40 µs of CPU a call, ten
   // times what making its two lines costs. pino flushes what is pending
-  // when the process exits, after a write already handed to the thread pool,
-  // which exit() may overtake: the server waits for `flushed` instead.
+  // when the process exits.
   const out = pino.destination({
     dest: 1,
     sync: false,
@@ -154,24 +143,6 @@ function destination(
       out.write(line);
       pending += Buffer.byteLength(line);
       if (!timer) arm();
-    },
-    flushed(timeoutMs: number) {
-      if (pending <= 0) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(limit);
-          out.off("write", written);
-          resolve();
-        };
-        // After each write, what is left below minLength goes at once rather than in FLUSH_MS.
-        const written = () => {
-          if (pending <= 0) done();
-          else out.flush();
-        };
-        const limit = setTimeout(done, timeoutMs);
-        out.on("write", written);
-        out.flush();
-      });
     },
   };
 }

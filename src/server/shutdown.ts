@@ -142,17 +142,8 @@ export function exitOnStopSignals(logger: Logger, stop: () => Promise<number>): 
       process.exit(1);
     }
     logger.info("signal received", { signal });
-    void stop().then((status) => exitAfterLogs(logger, status));
+    void stop().then((status) => process.exit(status));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-}
-
-/** How long the last log lines get to reach stdout (a reader that takes nothing must not hold the exit). */
-const LAST_LINES_WAIT_MS = 2000;
-
-/** Exits once the log lines already written have left: process.exit() loses a write still on its way. */
-export async function exitAfterLogs(logger: Logger, status: number): Promise<never> {
-  await logger.flushed(LAST_LINES_WAIT_MS);
-  process.exit(status);
 }
